@@ -1,0 +1,1 @@
+"""bertkit: BERT end to end, with Hugging Face-format checkpoints."""
