@@ -1,0 +1,54 @@
+"""Attention kernels as plain functions, picked by name (`config.attn_implementation`).
+
+Every kernel takes queries, keys and values split into heads, `(B, heads, T, head_dim)`, and an
+additive mask bias `(B, 1, 1, T)` that is 0 on real keys and the dtype's minimum on padding (or None
+when nothing is padded). It returns the attended values in the same layout and, where the kernel
+materialises them, the attention probabilities `(B, heads, T, T)`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+AttentionKernel = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], float],
+    tuple[torch.Tensor, Optional[torch.Tensor]],
+]
+
+
+def eager_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask_bias: torch.Tensor | None, dropout_p: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(QKᵀ/√d + mask)·V written out, so the probabilities can be returned."""
+    scores = query @ key.transpose(-1, -2) * query.size(-1) ** -0.5  # (B, nH, T, T)
+    if mask_bias is not None:
+        scores = scores + mask_bias
+    probs = scores.softmax(dim=-1)
+    dropped = F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs
+    context = dropped @ value  # (B, nH, T, dH)
+    return context, probs
+
+
+def sdpa_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask_bias: torch.Tensor | None, dropout_p: float
+) -> tuple[torch.Tensor, None]:
+    """PyTorch's fused scaled-dot-product attention (flash / memory-efficient / math, chosen by torch)."""
+    context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask_bias, dropout_p=dropout_p)
+    return context, None
+
+
+ATTENTION_KERNELS: dict[str, AttentionKernel] = {"eager": eager_attention, "sdpa": sdpa_attention}
+
+
+def padding_mask_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, T) 1/0 mask -> (B, 1, 1, T) additive bias, or None when no position is padded.
+
+    Returning None for an all-ones mask lets SDPA take its fastest (mask-free) path.
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    keep = attention_mask[:, None, None, :].to(dtype)  # (B, 1, 1, T)
+    return (1.0 - keep) * torch.finfo(dtype).min

@@ -1,0 +1,190 @@
+"""Hugging Face-format model directories: read and write weights, translate key names.
+
+A model directory holds `config.json` and `model.safetensors` (or a sharded safetensors index, or a
+legacy `pytorch_model.bin`, which is only ever read with `torch.load(weights_only=True)`, so no
+pickled code runs). Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import BertConfig
+from .files import atomic_directory
+
+if TYPE_CHECKING:
+    from .pretrained import PreTrainedModel
+
+logger = logging.getLogger("bertkit")
+
+CONFIG_NAME = "config.json"
+SAFETENSORS_NAME = "model.safetensors"
+SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
+PYTORCH_NAME = "pytorch_model.bin"
+# Weight files a new save makes stale; everything else a user keeps in the directory survives a save.
+_WEIGHT_FILES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, PYTORCH_NAME, "pytorch_model.bin.index.json")
+
+# Buffers older transformers versions saved; they are derived, never learned.
+_DERIVED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+class CheckpointError(RuntimeError):
+    """A model directory or weight file that cannot be loaded as asked."""
+
+
+class SavesPretrained(Protocol):
+    def save_pretrained(self, directory: str | os.PathLike) -> None: ...
+
+
+@dataclass
+class LoadReport:
+    """What loading matched: keys the model wanted but the file lacked, and keys it left unused."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+
+def model_directory(directory: str | os.PathLike) -> Path:
+    path = Path(directory).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no such model directory (bertkit reads local directories only and never downloads)"
+        )
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path}: expected a model directory holding config.json and weights")
+    return path
+
+
+def read_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a model directory, from safetensors (preferred) or a safely loaded .bin."""
+    path = model_directory(directory)
+    if (path / SAFETENSORS_NAME).is_file():
+        return _read_safetensors(path / SAFETENSORS_NAME)
+    if (path / SAFETENSORS_INDEX_NAME).is_file():
+        index = path / SAFETENSORS_INDEX_NAME
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{index}: not a valid safetensors index ({e})") from None
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(_read_safetensors(path / shard))
+        return state
+    if (path / PYTORCH_NAME).is_file():
+        return _read_torch_bin(path / PYTORCH_NAME)
+    raise FileNotFoundError(f"{path}: no weights found (looked for {SAFETENSORS_NAME}, {SAFETENSORS_INDEX_NAME}, {PYTORCH_NAME})")
+
+
+def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: weight file is missing")
+    try:
+        return load_file(file, device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{file}: not a readable safetensors file, perhaps truncated or corrupt ({e})") from None
+
+
+def _read_torch_bin(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        # weights_only=True: the unpickler only rebuilds tensors and plain containers, so a
+        # payload (os.system, eval, ...) hidden in the file is refused, never executed.
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{file}: refused to load; the file asks to run or build something other than tensors "
+            f"(bertkit loads .bin files with weights_only=True). Details: {str(e).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{file}: not a readable PyTorch weight file, perhaps truncated or corrupt ({e})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{file}: expected a dict of tensors (a state dict), got {type(state).__name__}")
+    return state
+
+
+def _rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Names older transformers or TF conversions used -> today's names."""
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key.endswith(_DERIVED_BUFFERS):
+            continue
+        if "LayerNorm" in key:
+            key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        if key.endswith("predictions.decoder.bias"):  # transformers ties it to predictions.bias
+            key = key.replace("predictions.decoder.bias", "predictions.bias")
+            if key in state:
+                continue
+        renamed[key] = tensor
+    return renamed
+
+
+def _align_prefix(state: dict[str, torch.Tensor], model_keys: set[str], prefix: str) -> dict[str, torch.Tensor]:
+    """Add or strip the encoder prefix (`bert.`) so a bare encoder loads into a head and vice versa."""
+    model_prefixed = any(k.startswith(prefix) for k in model_keys)
+    file_prefixed = any(k.startswith(prefix) for k in state)
+    if model_prefixed and not file_prefixed:
+        return {(prefix + k if prefix + k in model_keys else k): v for k, v in state.items()}
+    if file_prefixed and not model_prefixed:
+        return {k.removeprefix(prefix): v for k, v in state.items()}
+    return state
+
+
+def load_weights(model: PreTrainedModel, state: dict[str, torch.Tensor], source: str) -> LoadReport:
+    """Copy `state` into `model` after translating names; refuse any shape mismatch."""
+    expected = model.state_dict()
+    tied = set(model.tied_parameter_names())
+    state = _align_prefix(_rename_legacy_keys(state), set(expected), model.base_model_prefix + ".")
+    state = {k: v for k, v in state.items() if k not in tied}
+    for key, tensor in state.items():
+        if key in expected and tensor.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{source}: tensor {key!r} has shape {tuple(tensor.shape)} in the checkpoint but "
+                f"{tuple(expected[key].shape)} in the model (does config.json match the weights?)"
+            )
+    result = model.load_state_dict(state, strict=False)
+    report = LoadReport(missing=[k for k in result.missing_keys if k not in tied], unexpected=list(result.unexpected_keys))
+    if report.missing:
+        logger.warning(
+            "%s: %d weights not in the checkpoint were newly initialised (train them before use): %s",
+            source, len(report.missing), _abbreviate(report.missing),
+        )
+    if report.unexpected:
+        logger.info("%s: %d checkpoint weights unused by %s: %s", source, len(report.unexpected),
+                    type(model).__name__, _abbreviate(report.unexpected))
+    return report
+
+
+def _abbreviate(keys: list[str], limit: int = 8) -> str:
+    return ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_config(directory: str | os.PathLike, **overrides: Any) -> BertConfig:
+    config = BertConfig.from_json_file(model_directory(directory) / CONFIG_NAME)
+    return config.replace(**overrides) if overrides else config
+
+
+def save_model(
+    model: PreTrainedModel, directory: str | os.PathLike, tokenizer: SavesPretrained | None = None
+) -> Path:
+    """Write config.json + model.safetensors (+ tokenizer files) as one atomic directory swap."""
+    tied = set(model.tied_parameter_names())
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in tied}
+    config = model.config.to_dict()
+    config["architectures"] = [type(model).__name__]
+    config["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    with atomic_directory(directory, keep_old=lambda name: name not in _WEIGHT_FILES) as staging:
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_file(tensors, staging / SAFETENSORS_NAME, metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+    return Path(directory)

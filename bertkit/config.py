@@ -1,0 +1,161 @@
+"""`BertConfig`: the model's hyper-parameters, with the field names and JSON of Hugging Face's `config.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .activations import ACTIVATIONS
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+# Sizes from Turc et al. 2019 ("Well-Read Students Learn Better") and the BERT paper; the
+# feed-forward is 4x hidden and heads have 64 dimensions throughout.
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512),
+    "mini": dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024),
+    "small": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
+    "medium": dict(num_hidden_layers=8, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
+    "base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072),
+    "large": dict(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16, intermediate_size=4096),
+}
+
+# Fields that describe how to run the model on this machine, not the model: never written to config.json.
+_RUNTIME_FIELDS = ("attn_implementation", "gradient_checkpointing", "num_labels", "extra")
+
+
+class ConfigError(ValueError):
+    """A configuration value (or config.json) that bertkit cannot use."""
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522  # rows of the word-embedding matrix; must match the tokenizer's vocabulary
+    hidden_size: int = 768  # width d of every token vector
+    num_hidden_layers: int = 12  # encoder depth L
+    num_attention_heads: int = 12  # heads per layer; hidden_size must divide evenly among them
+    intermediate_size: int = 3072  # feed-forward inner width (4·d in the paper)
+    hidden_act: str = "gelu"  # feed-forward and MLM-transform activation, by transformers' names
+    hidden_dropout_prob: float = 0.1  # dropout after embeddings, attention output and feed-forward
+    attention_probs_dropout_prob: float = 0.1  # dropout on attention probabilities
+    max_position_embeddings: int = 512  # longest sequence the learned position table covers
+    type_vocab_size: int = 2  # segment ids (sentence A / B)
+    initializer_range: float = 0.02  # std of the normal init for matrices and embeddings
+    layer_norm_eps: float = 1e-12  # BERT's LayerNorm epsilon (TF heritage); matters for parity
+    pad_token_id: int | None = 0  # embedding row kept at zero and given no gradient
+    position_embedding_type: str = "absolute"  # only learned absolute positions are BERT's
+    classifier_dropout: float | None = None  # dropout before task heads; None = hidden_dropout_prob
+    tie_word_embeddings: bool = True  # MLM decoder shares the word-embedding matrix
+    id2label: dict[int, str] | None = None  # task labels; set by fine-tuning, read by prediction
+    label2id: dict[str, int] | None = None  # inverse of id2label (derived when absent)
+    problem_type: str | None = None  # regression | single_label_classification | multi_label_classification
+    # --- run-time settings (not part of the model; not saved) ---
+    num_labels: int | None = None  # shorthand for id2label={0: "LABEL_0", ...}
+    attn_implementation: str = "sdpa"  # attention kernel: "sdpa" (fast) or "eager" (returns maps)
+    gradient_checkpointing: bool = False  # recompute layer activations in backward to save memory
+    extra: dict[str, Any] = field(default_factory=dict)  # config.json keys bertkit does not use; kept
+
+    def __post_init__(self) -> None:
+        self._validate()
+        if self.id2label is not None:
+            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            if self.num_labels is not None and self.num_labels != len(self.id2label):
+                raise ConfigError(f"num_labels={self.num_labels} disagrees with id2label, which has {len(self.id2label)} labels")
+        else:
+            self.id2label = {i: f"LABEL_{i}" for i in range(2 if self.num_labels is None else self.num_labels)}
+        self.num_labels = len(self.id2label)
+        if self.label2id is None:
+            self.label2id = {label: i for i, label in self.id2label.items()}
+        else:
+            self.label2id = {str(k): int(v) for k, v in self.label2id.items()}
+
+    def _validate(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"hidden_act={self.hidden_act!r} is not supported; choose one of {sorted(ACTIVATIONS)}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if not self.layer_norm_eps > 0:
+            raise ConfigError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ConfigError(f"pad_token_id={self.pad_token_id} is outside the vocabulary (vocab_size={self.vocab_size})")
+        if self.position_embedding_type != "absolute":
+            raise ConfigError(
+                f"position_embedding_type={self.position_embedding_type!r} is not supported; bertkit's BERT uses 'absolute'"
+            )
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(f"problem_type={self.problem_type!r} must be one of {PROBLEM_TYPES} or null")
+        if self.attn_implementation not in ("sdpa", "eager"):
+            raise ConfigError(f"attn_implementation={self.attn_implementation!r} must be 'sdpa' or 'eager'")
+        if self.num_labels is not None and self.num_labels < 1:
+            raise ConfigError(f"num_labels must be at least 1, got {self.num_labels}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> BertConfig:
+        """A named size (tiny, mini, small, medium, base, large), with any field overridden."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> BertConfig:
+        """A copy with some fields changed (labels included: derived fields are recomputed)."""
+        if "id2label" in changes or "num_labels" in changes:
+            changes.setdefault("label2id", None)
+            if "num_labels" in changes and "id2label" not in changes:
+                changes["id2label"] = None
+            if changes.get("id2label") is not None:
+                changes.setdefault("num_labels", None)
+        return dataclasses.replace(self, **changes)
+
+    # --- JSON (Hugging Face's config.json) ---
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BertConfig:
+        known = {f.name for f in dataclasses.fields(cls)} - set(_RUNTIME_FIELDS)
+        kwargs = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        if "num_labels" in extra and "id2label" not in kwargs:  # some tools write only num_labels
+            kwargs["num_labels"] = extra.pop("num_labels")
+        return cls(**kwargs, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _RUNTIME_FIELDS}
+        data["id2label"] = {str(k): v for k, v in self.id2label.items()}  # JSON keys are strings
+        return {"model_type": "bert", **self.extra, **data}
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> BertConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such config file") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: not valid UTF-8 JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except (ConfigError, TypeError) as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,268 @@
+"""Task heads on the encoder, with Hugging Face's class and parameter names.
+
+Each head is `self.bert` (a `BertModel`) plus a few layers; losses follow transformers exactly
+(labels of -100 are ignored) and never write to the config.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import get_activation
+from .config import BertConfig
+from .model import BertModel
+from .outputs import LogitsOutput, PreTrainingOutput, QuestionAnsweringOutput
+from .pretrained import PreTrainedModel
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = get_activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(hidden)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """transform -> scores over the vocabulary; the decoder matrix is the word embeddings when tied."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.transform(hidden), self.decoder.weight, self.bias)  # (..., V)
+
+
+class BertMLMHeads(nn.Module):
+    """`cls.predictions` and, for pretraining, `cls.seq_relationship` (next-sentence prediction)."""
+
+    def __init__(self, config: BertConfig, with_nsp: bool) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2) if with_nsp else None
+
+
+class _MaskedLMBase(PreTrainedModel):
+    """Shared by the two heads that predict tokens: weight tying and the MLM loss."""
+
+    cls: BertMLMHeads
+
+    def tie_weights(self) -> None:
+        if self.config.tie_word_embeddings:
+            self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def tied_parameter_names(self) -> list[str]:
+        return ["cls.predictions.decoder.weight"] if self.config.tie_word_embeddings else []
+
+    def _init_module(self, module: nn.Module) -> None:
+        super()._init_module(module)
+        if isinstance(module, BertLMPredictionHead):
+            nn.init.zeros_(module.bias)
+
+    def _mlm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, -2).float(), labels.flatten(), ignore_index=-100)
+
+
+class BertForMaskedLM(_MaskedLMBase):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertMLMHeads(config, with_nsp=False)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> LogitsOutput:
+        """labels: (B, T) token ids to predict at masked positions, -100 elsewhere."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+        loss = self._mlm_loss(logits, labels) if labels is not None else None
+        return LogitsOutput(logits, loss, out.hidden_states, out.attentions)
+
+
+class BertForPreTraining(_MaskedLMBase):
+    """Masked LM + next-sentence prediction, as BERT was pretrained."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = BertMLMHeads(config, with_nsp=True)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        next_sentence_label: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> PreTrainingOutput:
+        """labels: (B, T) MLM targets (-100 = not masked); next_sentence_label: (B,) 0 = B follows A, 1 = random."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        prediction_logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        loss = None
+        if labels is not None:
+            loss = self._mlm_loss(prediction_logits, labels)
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.flatten())
+            loss = nsp_loss if loss is None else loss + nsp_loss
+        return PreTrainingOutput(prediction_logits, nsp_logits, loss, out.hidden_states, out.attentions)
+
+
+class _ClassifierBase(PreTrainedModel):
+    """An encoder, dropout and one linear layer: the shape of most fine-tuning heads."""
+
+    def __init__(self, config: BertConfig, out_features: int, add_pooling_layer: bool) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=add_pooling_layer)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, out_features)
+        self.init_weights()
+
+
+class BertForSequenceClassification(_ClassifierBase):
+    """Pooled [CLS] -> labels. Single-label, multi-label (sigmoid per label) or regression (num_labels=1)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, config.num_labels, add_pooling_layer=True)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> LogitsOutput:
+        """labels: (B,) class ids, (B,) or (B, labels) floats for regression, (B, labels) 0/1 for multi-label."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(out.pooler_output))  # (B, labels)
+        loss = self.loss(logits, labels) if labels is not None else None
+        return LogitsOutput(logits, loss, out.hidden_states, out.attentions)
+
+    def problem_type(self, labels: torch.Tensor) -> str:
+        """The config's problem_type, else inferred from the labels as transformers does."""
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.config.num_labels == 1:
+            return "regression"
+        if labels.dtype in (torch.long, torch.int):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        problem = self.problem_type(labels)
+        logits = logits.float()
+        if problem == "regression":
+            if self.config.num_labels == 1:
+                return F.mse_loss(logits.squeeze(), labels.squeeze().float())
+            return F.mse_loss(logits, labels.float())
+        if problem == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.float())
+
+
+class BertForTokenClassification(_ClassifierBase):
+    """Each token's hidden state -> a tag (NER, POS)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, config.num_labels, add_pooling_layer=False)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> LogitsOutput:
+        """labels: (B, T) tag ids, -100 on tokens that carry no label (specials, later sub-tokens, padding)."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, -2).float(), labels.flatten(), ignore_index=-100)
+        return LogitsOutput(logits, loss, out.hidden_states, out.attentions)
+
+
+class BertForQuestionAnswering(PreTrainedModel):
+    """Extractive QA: a start and an end score for every token."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> QuestionAnsweringOutput:
+        """start_positions, end_positions: (B,) token indices of the answer span (0 = [CLS] = no answer)."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # (B, T) each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the sequence (an answer cut off by truncation) are ignored, as in transformers.
+            ignored = start_logits.size(1)
+            start = start_positions.flatten().clamp(0, ignored)
+            end = end_positions.flatten().clamp(0, ignored)
+            loss = (F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
+                    + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)) / 2
+        return QuestionAnsweringOutput(start_logits.contiguous(), end_logits.contiguous(), loss, out.hidden_states, out.attentions)
+
+
+class BertForMultipleChoice(_ClassifierBase):
+    """Each (context, choice) pair's pooled vector -> one score; softmax across the choices."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config, 1, add_pooling_layer=True)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> LogitsOutput:
+        """input_ids, attention_mask, token_type_ids: (B, choices, T); labels: (B,) index of the right choice."""
+        num_choices = input_ids.size(1)
+        flat = [t.flatten(0, 1) if t is not None else None for t in (input_ids, attention_mask, token_type_ids)]
+        out = self.bert(*flat, position_ids, output_hidden_states, output_attentions)  # on (B·choices, T)
+        logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)  # (B, choices)
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        return LogitsOutput(logits, loss, out.hidden_states, out.attentions)

@@ -1,0 +1,53 @@
+"""Shared test helpers: a tiny config, random padded batches, and HF <-> bertkit model pairs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from bertkit import BertConfig
+
+HEADS = (
+    "BertModel",
+    "BertForMaskedLM",
+    "BertForPreTraining",
+    "BertForSequenceClassification",
+    "BertForTokenClassification",
+    "BertForQuestionAnswering",
+    "BertForMultipleChoice",
+)
+
+
+def tiny_config(**overrides) -> BertConfig:
+    """transformers' BertModelTester sizes: runs in milliseconds."""
+    sizes = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 intermediate_size=37, max_position_embeddings=64)
+    return BertConfig(**{**sizes, **overrides})
+
+
+def random_batch(config: BertConfig, batch: int = 3, seq: int = 7, seed: int = 0, choices: int | None = None):
+    """input_ids, attention_mask, token_type_ids with right padding of different lengths per row."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, seq) if choices is None else (batch, choices, seq)
+    input_ids = torch.randint(0, config.vocab_size, shape, generator=g)
+    lengths = torch.randint(1, seq + 1, shape[:-1], generator=g)
+    lengths.view(-1)[0] = seq  # at least one full row, as in a real batch
+    attention_mask = (torch.arange(seq) < lengths.unsqueeze(-1)).long()
+    if config.pad_token_id is not None:
+        input_ids = input_ids.masked_fill(attention_mask == 0, config.pad_token_id)
+    token_type_ids = torch.randint(0, config.type_vocab_size, shape, generator=g) * attention_mask
+    return input_ids, attention_mask, token_type_ids
+
+
+def hf_config(config: BertConfig, **overrides):
+    """The same configuration as a transformers.BertConfig (the oracle)."""
+    transformers = pytest.importorskip("transformers")
+    return transformers.BertConfig(**{**config.to_dict(), **overrides})
+
+
+@pytest.fixture(autouse=True)
+def _quiet_transformers():
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    yield
