@@ -17,10 +17,12 @@ from .heads import (
 )
 from .model import BertModel
 from .outputs import EncoderOutput, LogitsOutput, PreTrainingOutput, QuestionAnsweringOutput
+from .tokenizer import BatchEncoding, Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchEncoding",
     "BertConfig",
     "BertForMaskedLM",
     "BertForMultipleChoice",
@@ -37,4 +39,5 @@ __all__ = [
     "PRESETS",
     "PreTrainingOutput",
     "QuestionAnsweringOutput",
+    "Tokenizer",
 ]

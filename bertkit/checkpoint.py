@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,11 @@ SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 PYTORCH_NAME = "pytorch_model.bin"
 # Weight files a new save makes stale; everything else a user keeps in the directory survives a save.
 _WEIGHT_FILES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, PYTORCH_NAME, "pytorch_model.bin.index.json")
+_WEIGHT_SHARD = re.compile(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)")  # shards an index listed
+
+
+def _is_stale_weight_file(name: str) -> bool:
+    return name in _WEIGHT_FILES or _WEIGHT_SHARD.fullmatch(name) is not None
 
 # Buffers older transformers versions saved; they are derived, never learned.
 _DERIVED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
@@ -101,15 +107,28 @@ def _read_torch_bin(file: Path) -> dict[str, torch.Tensor]:
         # payload (os.system, eval, ...) hidden in the file is refused, never executed.
         state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):  # not a refusal: the pickle stream itself is broken
+            raise CheckpointError(f"{file}: not a readable PyTorch weight file, perhaps truncated or corrupt ({e})") from None
         raise CheckpointError(
             f"{file}: refused to load; the file asks to run or build something other than tensors "
-            f"(bertkit loads .bin files with weights_only=True). Details: {str(e).splitlines()[0]}"
+            f"(bertkit loads .bin files with weights_only=True). Details: {_refusal_reason(str(e))}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(f"{file}: not a readable PyTorch weight file, perhaps truncated or corrupt ({e})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{file}: expected a dict of tensors (a state dict), got {type(state).__name__}")
     return state
+
+
+def _refusal_reason(message: str) -> str:
+    """The part of torch's weights-only error that says what was refused (not its advice to load anyway)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", message)  # torch bolds a phrase with terminal codes
+    _, found, after = text.partition("WeightsUnpickler error:")
+    candidates = after.splitlines() if found else [line for line in text.splitlines() if "GLOBAL" in line]
+    for line in [*candidates, *text.splitlines()]:
+        if line.strip():
+            return line.strip()
+    return "no details"
 
 
 def _rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -182,7 +201,9 @@ def save_model(
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__]
     config["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
-    with atomic_directory(directory, keep_old=lambda name: name not in _WEIGHT_FILES) as staging:
+    if "torch_dtype" in config:  # older transformers' name, kept from a loaded config.json: keep it truthful
+        config["torch_dtype"] = config["dtype"]
+    with atomic_directory(directory, keep_old=lambda name: not _is_stale_weight_file(name)) as staging:
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         save_file(tensors, staging / SAFETENSORS_NAME, metadata={"format": "pt"})
         if tokenizer is not None:

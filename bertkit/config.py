@@ -132,8 +132,9 @@ class BertConfig:
         known = {f.name for f in dataclasses.fields(cls)} - set(_RUNTIME_FIELDS)
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
-        if "num_labels" in extra and "id2label" not in kwargs:  # some tools write only num_labels
-            kwargs["num_labels"] = extra.pop("num_labels")
+        num_labels = extra.pop("num_labels", None)  # derived from id2label; never kept (it would go stale)
+        if num_labels is not None and kwargs.get("id2label") is None:  # some tools write only num_labels
+            kwargs["num_labels"] = num_labels
         return cls(**kwargs, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +155,7 @@ class BertConfig:
             raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
         try:
             return cls.from_dict(data)
-        except (ConfigError, TypeError) as e:
+        except (TypeError, ValueError) as e:  # ValueError covers ConfigError and e.g. int("zero") label ids
             raise ConfigError(f"{path}: {e}") from None
 
     def to_json_string(self) -> str:

@@ -52,3 +52,25 @@ def atomic_directory(target: str | os.PathLike, keep_old: Callable[[str], bool] 
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; on success it replaces `target` in one rename."""
+    target = Path(target).absolute()
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a directory; expected a file path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    os.close(fd)
+    staging = Path(name)
+    try:
+        yield staging
+        fd = os.open(staging, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)

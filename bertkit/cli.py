@@ -1,0 +1,315 @@
+"""`bertkit` command line: one entry point, one function per subcommand.
+
+Errors a user can fix (a missing file, a bad config, an unreadable line) print one clear line
+and exit with status 2; `BERTKIT_DEBUG=1` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import checkpoint, packaged
+from .checkpoint import CheckpointError
+from .config import ConfigError
+from .files import atomic_directory, atomic_file
+
+logger = logging.getLogger("bertkit")
+
+
+class UsageError(Exception):
+    """Bad input a user can fix; printed without a traceback."""
+
+
+# --- shared helpers ---
+
+def _load_tokenizer(location: packaged.ModelLocation):
+    from .tokenizer import Tokenizer
+
+    if location.vocab_file is not None:
+        return Tokenizer.from_vocab(location.vocab_file, lowercase=location.lowercase)
+    return Tokenizer.from_pretrained(location.model_dir)
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """One text per line (split on \\n only, so Unicode line separators stay inside a text)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such input file") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not text
+        data = data[3:]
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{path}, line {number}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+    return lines
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+# --- subcommands ---
+
+def cmd_info(args: argparse.Namespace) -> None:
+    location = packaged.resolve(args.model)
+    model_dir = location.model_dir
+    config = checkpoint.load_config(model_dir)
+    state = checkpoint.read_state_dict(model_dir)
+    tensors = checkpoint._rename_legacy_keys(state)
+    n_params = sum(t.numel() for k, t in tensors.items() if not k.endswith("predictions.decoder.weight"))
+    weight_files = [p for p in sorted(model_dir.iterdir()) if p.name.endswith((".safetensors", ".bin")) and p.name != "training_args.bin"]
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()})
+    has = lambda fragment: any(fragment in k for k in tensors)  # noqa: E731
+    heads = [name for name, key in (("pooler", "pooler.dense"), ("masked-LM", "cls.predictions.transform"),
+                                    ("next-sentence", "cls.seq_relationship"), ("classifier", "classifier."),
+                                    ("question-answering", "qa_outputs.")) if has(key)]
+    tokenizer_files = [n for n in ("tokenizer.json", "vocab.txt") if (model_dir / n).is_file()]
+    if location.vocab_file is not None:
+        tokenizer_files.append(str(location.vocab_file))
+    info = {
+        "model": str(model_dir),
+        "architectures": config.extra.get("architectures", []),
+        "layers": config.num_hidden_layers,
+        "hidden_size": config.hidden_size,
+        "attention_heads": config.num_attention_heads,
+        "intermediate_size": config.intermediate_size,
+        "hidden_act": config.hidden_act,
+        "vocab_size": config.vocab_size,
+        "max_position_embeddings": config.max_position_embeddings,
+        "type_vocab_size": config.type_vocab_size,
+        "parameters": n_params,
+        "weights": [{"file": p.name, "bytes": p.stat().st_size} for p in weight_files],
+        "dtype": dtypes,
+        "heads": heads,
+        "labels": config.id2label if "id2label" in json.loads((model_dir / "config.json").read_text()) else None,
+        "tokenizer": tokenizer_files,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    size = sum(w["bytes"] for w in info["weights"])
+    rows = [
+        ("model", info["model"]),
+        ("architecture", ", ".join(info["architectures"]) or "(not recorded)"),
+        ("encoder", f"{config.num_hidden_layers} layers, hidden {config.hidden_size}, {config.num_attention_heads} heads "
+                    f"of {config.head_dim}, feed-forward {config.intermediate_size}, {config.hidden_act}"),
+        ("inputs", f"vocabulary {config.vocab_size}, up to {config.max_position_embeddings} positions, "
+                   f"{config.type_vocab_size} segment types"),
+        ("parameters", f"{n_params:,} ({n_params / 1e6:.1f}M)"),
+        ("weights", f"{', '.join(w['file'] for w in info['weights'])}: {size / 1e6:.1f} MB, {'/'.join(dtypes)}"),
+        ("heads", ", ".join(heads) or "none (bare encoder)"),
+        ("labels", ", ".join(f"{i}={label}" for i, label in info["labels"].items()) if info["labels"] else "-"),
+        ("tokenizer", ", ".join(tokenizer_files) or "none found"),
+    ]
+    for key, value in rows:
+        print(f"{key:<13}{value}")
+
+
+def cmd_fill_mask(args: argparse.Namespace) -> None:
+    from .heads import BertForMaskedLM
+    from .infer import fill_mask
+
+    location = packaged.resolve(args.model)
+    model_dir = location.model_dir
+    model = BertForMaskedLM.from_pretrained(model_dir, device=_device(args.device))
+    if any(k.startswith("cls.predictions") for k in model.load_report.missing):
+        raise UsageError(f"{model_dir} has no masked-LM head (cls.predictions.*); fill-mask needs a model "
+                         "pretrained with one, e.g. the output of `bertkit pretrain`")
+    tokenizer = _load_tokenizer(location)
+    for text in args.text:
+        for mask_index, predictions in enumerate(fill_mask(model, tokenizer, text, args.top_k)):
+            if args.json:
+                print(json.dumps({"text": text, "mask": mask_index, "predictions": [p.__dict__ for p in predictions]}))
+                continue
+            print(f"{text}" + (f"  (mask {mask_index + 1})" if mask_index else ""))
+            for p in predictions:
+                print(f"  {p.score:7.4f}  {p.token:<15} {p.sequence}")
+
+
+def _embedding_settings(args: argparse.Namespace, model_dir: Path):
+    from .infer import EmbeddingSettings
+
+    settings = EmbeddingSettings.for_model(model_dir)
+    if args.pooling is not None:
+        settings.pooling = args.pooling
+    if args.normalize is not None:
+        settings.normalize = args.normalize
+    if args.max_length is not None:
+        settings.max_length = args.max_length
+    return settings
+
+
+def _load_encoder(args: argparse.Namespace):
+    from .model import BertModel
+
+    location = packaged.resolve(args.model)
+    model = BertModel.from_pretrained(location.model_dir, device=_device(args.device))
+    return model, _load_tokenizer(location), _embedding_settings(args, location.model_dir)
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from .infer import embed
+
+    texts = read_lines(args.input)
+    if not texts:
+        raise UsageError(f"{args.input}: no lines to embed")
+    empty = sum(1 for t in texts if not t.strip())
+    if empty:
+        logger.warning("%s: %d empty lines; their rows hold the embedding of an empty text", args.input, empty)
+    model, tokenizer, settings = _load_encoder(args)
+    vectors = embed(model, tokenizer, texts, settings, batch_size=args.batch_size, progress=not args.quiet)
+    output = Path(args.output)
+    with atomic_file(output) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, vectors)
+    print(f"wrote {output}: {vectors.shape[0]} embeddings of dimension {vectors.shape[1]} "
+          f"(pooling={settings.pooling}, normalize={settings.normalize}, max_length={settings.max_length or tokenizer.model_max_length})",
+          file=sys.stderr)
+
+
+def cmd_similarity(args: argparse.Namespace) -> None:
+    from .infer import embed
+
+    model, tokenizer, settings = _load_encoder(args)
+    settings.normalize = True  # cosine similarity
+    if args.input is not None:
+        if args.query is None or len(args.texts) > 0:
+            raise UsageError("with --input, give the search text as --query and no positional texts")
+        corpus = read_lines(args.input)
+        vectors = embed(model, tokenizer, [args.query, *corpus], settings)
+        scores = vectors[1:] @ vectors[0]
+        for i in np.argsort(-scores)[: args.top_k]:
+            print(f"{scores[i]:.4f}  line {i + 1}: {corpus[i]}")
+        return
+    if len(args.texts) < 2:
+        raise UsageError("give at least two texts to compare (or --input FILE --query TEXT to search)")
+    vectors = embed(model, tokenizer, args.texts, settings)
+    scores = vectors @ vectors.T
+    for i in range(len(args.texts)):
+        for j in range(i + 1, len(args.texts)):
+            print(f"{scores[i, j]:.4f}  {args.texts[i]!r} ~ {args.texts[j]!r}")
+
+
+def cmd_vocab(args: argparse.Namespace) -> None:
+    from .tokenizer import Tokenizer
+
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()) and not args.overwrite:
+        raise UsageError(f"{output} exists and is not empty; pass --overwrite to replace its tokenizer files")
+    for name in args.input:
+        if not Path(name).is_file():
+            raise UsageError(f"{name}: no such input file")
+    tokenizer = Tokenizer.train(args.input, vocab_size=args.vocab_size, lowercase=not args.cased,
+                                min_frequency=args.min_frequency, show_progress=not args.quiet)
+    with atomic_directory(output) as staging:
+        tokenizer.save_pretrained(staging)
+    print(f"wrote {output}: WordPiece vocabulary of {tokenizer.vocab_size} tokens "
+          f"({'cased' if args.cased else 'uncased'})", file=sys.stderr)
+
+
+# --- argument parsing ---
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    names = ", ".join(packaged.PACKAGED_MODELS)
+    p.add_argument("model", metavar="MODEL_DIR", help=f"a Hugging Face-format model directory, or a packaged model: {names}")
+
+
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pooling", choices=("mean", "cls"), default=None,
+                   help="mean of token vectors or the [CLS] vector (default: the model's sentence-transformers "
+                        "setting if it has one, else mean)")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="unit-length embeddings (default: as the model's sentence-transformers modules say, else off)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per text; longer texts are truncated, with a warning (default: the model's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertkit", description="BERT end to end: inspect, embed, fill masks, "
+                                     "train vocabularies. Every model is a Hugging Face-format directory.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('bertkit').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="show a model's configuration, size and heads")
+    _add_model(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("fill-mask", help="predict the tokens behind [MASK]")
+    _add_model(p)
+    p.add_argument("text", nargs="+", help='text with one or more [MASK], e.g. "The [MASK] sat on the mat."')
+    p.add_argument("--top-k", type=int, default=5, help="predictions per mask (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per mask and line")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    p.set_defaults(func=cmd_fill_mask)
+
+    p = sub.add_parser("embed", help="embed a file of texts (one per line) into a .npy matrix")
+    _add_model(p)
+    p.add_argument("--input", required=True, help="UTF-8 text file, one text per line")
+    p.add_argument("--output", required=True, help=".npy file to write: float32 (lines, hidden_size), row i = line i")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_encoder_options(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("similarity", help="cosine similarity between texts, or search a file for a query")
+    _add_model(p)
+    p.add_argument("texts", nargs="*", help="texts to compare pairwise")
+    p.add_argument("--input", help="file of candidate texts, one per line (with --query)")
+    p.add_argument("--query", help="text to search for in --input")
+    p.add_argument("--top-k", type=int, default=5, help="results shown with --query (default 5)")
+    _add_encoder_options(p)
+    p.set_defaults(func=cmd_similarity)
+
+    p = sub.add_parser("vocab", help="train a WordPiece vocabulary from text files")
+    p.add_argument("--input", nargs="+", required=True, help="UTF-8 text files")
+    p.add_argument("--output", required=True, help="directory for vocab.txt, tokenizer.json and configs")
+    p.add_argument("--vocab-size", type=int, default=30522, help="vocabulary size (default 30522, BERT's)")
+    p.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase, strip accents)")
+    p.add_argument("--min-frequency", type=int, default=2, help="drop merges seen fewer times (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_vocab)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="bertkit: %(message)s")
+    args = build_parser().parse_args(argv)
+    handled: tuple[type[BaseException], ...] = (UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, CheckpointError,
+                                                ConfigError, ValueError)
+    run: Callable[[argparse.Namespace], None] = args.func
+    try:
+        run(args)
+    except handled as e:
+        if os.environ.get("BERTKIT_DEBUG"):
+            raise
+        print(f"bertkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `bertkit ... | head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

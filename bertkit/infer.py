@@ -1,0 +1,146 @@
+"""Batched inference: sentence embeddings and fill-mask.
+
+Inputs are tokenised once (the tokenizer's parallel batch path), sorted by length and batched, so
+each batch pads only to its own longest member; results come back in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .heads import BertForMaskedLM
+from .model import BertModel
+from .tokenizer import Tokenizer
+
+logger = logging.getLogger("bertkit")
+
+POOLINGS = ("mean", "cls")
+
+
+@dataclass
+class EmbeddingSettings:
+    pooling: str = "mean"  # mean of real tokens' last hidden states, or the [CLS] token's
+    normalize: bool = False  # scale each embedding to unit length (cosine = dot product)
+    max_length: int | None = None  # tokens per text; None = the tokenizer's model_max_length
+
+    @classmethod
+    def for_model(cls, model_dir: str | Path) -> EmbeddingSettings:
+        """Defaults a sentence-transformers model directory declares (pooling, Normalize, max_seq_length)."""
+        model_dir = Path(model_dir)
+        settings = cls()
+        pooling_file = model_dir / "1_Pooling" / "config.json"
+        if pooling_file.is_file():
+            pooling = json.loads(pooling_file.read_text(encoding="utf-8"))
+            settings.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+        modules_file = model_dir / "modules.json"
+        if modules_file.is_file():
+            modules = json.loads(modules_file.read_text(encoding="utf-8"))
+            settings.normalize = any(m.get("type", "").endswith(".Normalize") for m in modules)
+        st_config = model_dir / "sentence_bert_config.json"
+        if st_config.is_file():
+            settings.max_length = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+        return settings
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, H) hidden states -> (B, H) sentence vectors."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    raise ValueError(f"pooling={pooling!r} must be one of {POOLINGS}")
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length, longest first (memory peaks early, not late)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists -> input_ids, attention_mask (B, T)."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[row, :len(seq)] = 1
+    return input_ids, attention_mask
+
+
+@torch.inference_mode()
+def embed(
+    model: BertModel,
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    settings: EmbeddingSettings = EmbeddingSettings(),
+    batch_size: int = 32,
+    progress: bool = False,
+) -> np.ndarray:
+    """(N, H) float32 embeddings of `texts`, in input order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    encoded = tokenizer(list(texts), max_length=settings.max_length, padding=False, return_tensors=None)
+    if encoded.num_truncated:
+        logger.warning("%d of %d texts were longer than %d tokens and were truncated",
+                       encoded.num_truncated, len(texts), settings.max_length or tokenizer.model_max_length)
+    ids = encoded.input_ids
+    out = np.empty((len(ids), model.config.hidden_size), dtype=np.float32)
+    device = model.device
+    with tqdm(total=len(ids), desc="embed", unit="text", disable=not progress) as bar:
+        for batch in length_sorted_batches([len(s) for s in ids], batch_size):
+            input_ids, attention_mask = pad_batch([ids[i] for i in batch], tokenizer.pad_token_id)
+            input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+            hidden = model(input_ids, attention_mask).last_hidden_state  # (B, T, H)
+            vectors = pool(hidden, attention_mask, settings.pooling).float()
+            if settings.normalize:
+                vectors = F.normalize(vectors, dim=-1)
+            out[batch] = vectors.cpu().numpy()
+            bar.update(len(batch))
+    return out
+
+
+@dataclass
+class MaskPrediction:
+    token: str
+    token_id: int
+    score: float  # softmax probability at this [MASK]
+    sequence: str  # the text with this [MASK] filled in
+
+
+@torch.inference_mode()
+def fill_mask(model: BertForMaskedLM, tokenizer: Tokenizer, text: str, top_k: int = 5) -> list[list[MaskPrediction]]:
+    """For each [MASK] in `text`, the `top_k` most probable non-special tokens (each mask predicted independently)."""
+    ids = tokenizer.encode(text)
+    positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id]
+    if not positions:
+        raise ValueError(f"no [MASK] token in {text!r}; write [MASK] where a word should be predicted")
+    input_ids = torch.tensor([ids], device=model.device)
+    probs = model(input_ids).logits[0, positions].float().softmax(-1)  # (masks, V)
+    # Probabilities stay those of the full vocabulary; specials ([CLS], [PAD], ...) are just never proposed.
+    specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                tokenizer.mask_token_id]
+    candidates = probs.clone()
+    candidates[:, specials] = -1.0
+    probs, top = candidates.topk(min(top_k, probs.size(-1) - len(specials)), dim=-1)
+    results = []
+    for position, p_row, id_row in zip(positions, probs.tolist(), top.tolist()):
+        predictions = []
+        for score, token_id in zip(p_row, id_row):
+            filled = list(ids)
+            filled[position] = token_id
+            sequence = tokenizer.decode(filled)  # specials, other [MASK]s included, are left out
+            predictions.append(MaskPrediction(tokenizer.convert_ids_to_tokens([token_id])[0], token_id, score, sequence))
+        results.append(predictions)
+    return results

