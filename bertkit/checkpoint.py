@@ -131,7 +131,7 @@ def _refusal_reason(message: str) -> str:
     return "no details"
 
 
-def _rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Names older transformers or TF conversions used -> today's names."""
     renamed: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
@@ -162,7 +162,7 @@ def load_weights(model: PreTrainedModel, state: dict[str, torch.Tensor], source:
     """Copy `state` into `model` after translating names; refuse any shape mismatch."""
     expected = model.state_dict()
     tied = set(model.tied_parameter_names())
-    state = _align_prefix(_rename_legacy_keys(state), set(expected), model.base_model_prefix + ".")
+    state = _align_prefix(rename_legacy_keys(state), set(expected), model.base_model_prefix + ".")
     state = {k: v for k, v in state.items() if k not in tied}
     for key, tensor in state.items():
         if key in expected and tensor.shape != expected[key].shape:

@@ -74,7 +74,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     model_dir = location.model_dir
     config = checkpoint.load_config(model_dir)
     state = checkpoint.read_state_dict(model_dir)
-    tensors = checkpoint._rename_legacy_keys(state)
+    tensors = checkpoint.rename_legacy_keys(state)
     n_params = sum(t.numel() for k, t in tensors.items() if not k.endswith("predictions.decoder.weight"))
     weight_files = [p for p in sorted(model_dir.iterdir()) if p.name.endswith((".safetensors", ".bin")) and p.name != "training_args.bin"]
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()})

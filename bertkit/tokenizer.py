@@ -34,9 +34,13 @@ marks added in Unicode 11-14 (07FD, 0898-089F, 08CA-08D3, 09FE, 0C3C,
 1E130-1E136, 1E2AE, 1E2EC-1E2EF) and treats them as starters.  When, after
 canonical decomposition, such a mark sits next to another combining mark
 (combining class != 0), the reference reorders/composes the marks and this
-tokenizer does not, so ids can differ.  Text without such mark sequences is
-unaffected.  :func:`combining_marks_unknown_to_backend` returns the set for
-the installed ``tokenizers``.
+tokenizer does not, so ids can differ.  With accent stripping (the uncased
+default) the Mn marks are deleted anyway, so only sequences with two spacing
+marks of nonzero class, one of them U+1715, U+1193D, U+16FF0 or U+16FF1, can
+still differ; an exhaustive check of every code point in several mark
+contexts found differences in cased mode only.  Text without such mark
+sequences is unaffected.  :func:`combining_marks_unknown_to_backend` returns
+the set for the installed ``tokenizers``.
 """
 
 from __future__ import annotations
@@ -69,7 +73,9 @@ DEFAULT_MODEL_MAX_LENGTH = 512
 _UNSET_MAX_LENGTH_THRESHOLD = 1_000_000
 
 # BasicTokenizer._is_punctuation counts all non-alphanumeric ASCII as punctuation.
-_ASCII_PUNCTUATION = frozenset(chr(c) for r in ((33, 47), (58, 64), (91, 96), (123, 126)) for c in range(r[0], r[1] + 1))
+_ASCII_PUNCTUATION = frozenset(
+    chr(c) for first, last in ((33, 47), (58, 64), (91, 96), (123, 126)) for c in range(first, last + 1)
+)
 
 # BasicTokenizer._is_chinese_char.
 _CJK_RANGES: tuple[tuple[int, int], ...] = (
@@ -125,7 +131,7 @@ class _UnicodeTables:
 
 @functools.lru_cache(maxsize=None)
 def _unicode_tables() -> _UnicodeTables:
-    """Build the character classes once per process (~0.5 s)."""
+    """Build the character classes once per process (well under a second)."""
     removed: list[int] = []
     whitespace: list[int] = []
     punctuation: list[int] = []
@@ -343,6 +349,12 @@ _CLEAN_UP = (
     (" 've", "'ve"),
     (" 're", "'re"),
 )
+
+
+def _sequence_ids(encoding: Encoding) -> list[int | None]:
+    # Derived from the BERT template rather than Encoding.sequence_ids, which
+    # loses the first sequence after post_process() (Tokenizer._encode's pair path).
+    return [None if special else type_id for special, type_id in zip(encoding.special_tokens_mask, encoding.type_ids)]
 
 
 def _longest_first_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
@@ -591,9 +603,11 @@ class Tokenizer:
         backend.train([str(p) for p in paths], trainer)
         vocab = backend.get_vocab(with_added_tokens=True)
         _check_specials(vocab, "trained from " + ", ".join(map(str, paths)))
-        model = WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=100, continuing_subword_prefix=CONTINUATION_PREFIX)
-        trained = _Backend(model)
-        _install_pipeline(trained, lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=True, vocab=vocab)
+        # A fresh model from the final vocabulary, set up exactly like from_vocab's.
+        trained = _Backend(WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
+        _install_pipeline(
+            trained, lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=True, vocab=vocab
+        )
         return cls(trained, lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=True)
 
     # ---- encoding -----------------------------------------------------------
@@ -702,7 +716,9 @@ class Tokenizer:
         if max_length is None:
             max_length = self._model_max_length
         if truncation not in _TRUNCATION_STRATEGIES:
-            raise ValueError(f"truncation must be a bool, 'longest_first', 'only_first' or 'only_second', got {truncation!r}")
+            raise ValueError(
+                f"truncation must be a bool, 'longest_first', 'only_first' or 'only_second', got {truncation!r}"
+            )
         strategy = _TRUNCATION_STRATEGIES[truncation]
         if padding is True or padding == "longest":
             pad_to: int | None | Literal[False] = None
@@ -738,7 +754,7 @@ class Tokenizer:
             **columns,
             offsets=[e.offsets for e in encodings] if return_offsets else None,
             word_ids=[e.word_ids for e in encodings] if return_word_ids else None,
-            sequence_ids=[e.sequence_ids for e in encodings] if want_alignment else None,
+            sequence_ids=[_sequence_ids(e) for e in encodings] if want_alignment else None,
             num_truncated=num_truncated,
         )
 
@@ -766,10 +782,10 @@ class Tokenizer:
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
         """Vocabulary tokens; an id outside the vocabulary is an error."""
+        if hasattr(ids, "tolist"):  # tensors, arrays and their scalars
+            ids = ids.tolist()
         if isinstance(ids, int):
             return self._id_to_token(ids)
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
         return [self._id_to_token(int(i)) for i in ids]
 
     def _id_to_token(self, index: int) -> str:
@@ -821,8 +837,12 @@ class Tokenizer:
         """Write vocab.txt, tokenizer.json, tokenizer_config.json and special_tokens_map.json.
 
         ``directory`` must exist (callers create it, e.g. atomically).  The
-        result loads with :meth:`from_pretrained` and with ``transformers``'
-        ``AutoTokenizer``.
+        result loads with :meth:`from_pretrained`, with plain ``tokenizers``
+        and with ``transformers``' ``AutoTokenizer``, all with the same ids.
+        The tokenizer class is ``PreTrainedTokenizerFast`` on purpose:
+        transformers 5's ``BertTokenizer`` would ignore our tokenizer.json and
+        rebuild the stock BertNormalizer pipeline, which differs from BERT's
+        reference on final sigma, NFC in cased mode and newer Unicode.
         """
         path = Path(directory)
         if not path.is_dir():
@@ -839,7 +859,7 @@ class Tokenizer:
             self._backend.save(str(path / "tokenizer.json"))
         specials = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
         config = {
-            "tokenizer_class": "BertTokenizer",
+            "tokenizer_class": "PreTrainedTokenizerFast",  # loads tokenizer.json as written (see docstring)
             "do_lower_case": self._lowercase,
             "strip_accents": self._strip_accents,
             "tokenize_chinese_chars": self._tokenize_chinese_chars,
@@ -847,10 +867,21 @@ class Tokenizer:
             "never_split": None,
             "model_max_length": self._model_max_length,
             "clean_up_tokenization_spaces": True,
+            "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],  # BERT takes segment ids
             **specials,
         }
         for name, content in (("tokenizer_config.json", config), ("special_tokens_map.json", specials)):
             (path / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    # Picklable (DataLoader workers under "spawn"): the lock is recreated.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
