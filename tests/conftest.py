@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,3 +52,22 @@ def hf_config(config: BertConfig, **overrides):
 def _quiet_transformers():
     logging.getLogger("transformers").setLevel(logging.ERROR)
     yield
+
+
+WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "small", "ran", "away", "##s", ".", "good", "bad",
+         "film", "great", "awful", "not"]
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A random tiny BertForMaskedLM with a small word vocabulary, saved with its tokenizer."""
+    from bertkit import BertForMaskedLM, Tokenizer
+
+    root = tmp_path_factory.mktemp("tiny")
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = Tokenizer.from_vocab(vocab)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(tiny_config(vocab_size=tokenizer.vocab_size))
+    model.save_pretrained(root / "model", tokenizer=tokenizer)
+    return root / "model"

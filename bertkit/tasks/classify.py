@@ -1,0 +1,183 @@
+"""Sequence (and sentence-pair) classification and regression: data -> features -> metrics -> predictions.
+
+Labels come from the `label` column: strings are classes (sorted, stored in config.json as
+id2label/label2id), lists are multi-label, and numbers that are not all integers are regression
+targets (or say `problem_type="regression"`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..batching import Feature, collate
+from ..heads import BertForSequenceClassification
+from ..infer import length_sorted_batches
+from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
+from ..readers import DataError, Record, infer_label_kind, read_table
+from ..tokenizer import Tokenizer
+from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything
+
+logger = logging.getLogger("bertkit")
+
+PROBLEM_TYPES = {"classification": "single_label_classification", "multilabel": "multi_label_classification",
+                 "regression": "regression"}
+BEST_METRIC = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "spearman"}
+
+
+@dataclass
+class Columns:
+    text: str = "text"
+    text_pair: str = "text_pair"
+    label: str = "label"
+
+
+def label_kind(records: Sequence[Record], requested: str | None = None) -> str:
+    """classification | multilabel | regression: as the user says, else inferred from the labels."""
+    if requested is not None and requested not in PROBLEM_TYPES:
+        raise ValueError(f"problem type {requested!r} must be one of {list(PROBLEM_TYPES)}")
+    if requested in (None, "regression"):
+        return infer_label_kind(records, regression=requested == "regression")
+    return requested
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def build_labels(records: Sequence[Record], kind: str) -> dict[int, str]:
+    """id2label: sorted class names (numbers sorted numerically), or a single "score" for regression."""
+    if kind == "regression":
+        return {0: "score"}
+    names = {str(x) for r in records for x in (r.label if isinstance(r.label, list) else [r.label])}
+    ordered = sorted(names, key=lambda n: (0, float(n), n) if _is_number(n) else (1, 0.0, n))
+    return dict(enumerate(ordered))
+
+
+def encode(records: Sequence[Record], tokenizer: Tokenizer, max_length: int, label2id: dict[str, int] | None,
+           kind: str, source: str) -> list[Feature]:
+    """Tokenise (pairs as [CLS] A [SEP] B [SEP]) and attach label ids; unknown labels name their line."""
+    pairs = [r.text_pair for r in records] if records and records[0].text_pair is not None else None
+    encoded = tokenizer([r.text for r in records], pairs, max_length=max_length, padding=False, return_tensors=None)
+    if encoded.num_truncated:
+        logger.warning("%s: %d of %d examples were longer than %d tokens and were truncated",
+                       source, encoded.num_truncated, len(records), max_length)
+    features = []
+    for i, record in enumerate(records):
+        feature: Feature = {"input_ids": encoded.input_ids[i], "token_type_ids": encoded.token_type_ids[i]}
+        if record.label is not None and label2id is not None:
+            feature["labels"] = _label_value(record, kind, label2id, source)
+        features.append(feature)
+    return features
+
+
+def _label_value(record: Record, kind: str, label2id: dict[str, int], source: str) -> Any:
+    if kind == "regression":
+        if not _is_number(record.label):
+            raise DataError(f"{source}, line {record.line}: label {record.label!r} is not a number (regression)")
+        return float(record.label)
+    names = record.label if isinstance(record.label, list) else [record.label]
+    for name in names:
+        if str(name) not in label2id:
+            raise DataError(f"{source}, line {record.line}: label {name!r} was not seen in the training data "
+                            f"(known: {', '.join(sorted(label2id))})")
+    if kind == "multilabel":
+        hot = [0.0] * len(label2id)
+        for name in names:
+            hot[label2id[str(name)]] = 1.0
+        return hot
+    return label2id[str(record.label)]
+
+
+@torch.no_grad()
+def predict_logits(model: BertForSequenceClassification, features: Sequence[Feature], pad_token_id: int,
+                   batch_size: int = 64) -> np.ndarray:
+    """(N, labels) logits in input order, batching by length."""
+    logits = np.empty((len(features), model.config.num_labels), dtype=np.float32)
+    for batch in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
+        inputs = collate([{k: features[i][k] for k in ("input_ids", "token_type_ids")} for i in batch], pad_token_id)
+        out = model(**{k: v.to(model.device) for k, v in inputs.items()})
+        logits[batch] = out.logits.float().cpu().numpy()
+    return logits
+
+
+def compute_metrics(logits: np.ndarray, features: Sequence[Feature], kind: str) -> dict[str, float]:
+    labels = [f["labels"] for f in features]
+    if kind == "regression":
+        return regression_metrics(logits[:, 0], labels)
+    if kind == "multilabel":
+        return multilabel_metrics((logits > 0).astype(int), np.array(labels, dtype=int))
+    return classification_metrics(logits.argmax(-1).tolist(), labels)
+
+
+def evaluate(model: BertForSequenceClassification, features: Sequence[Feature], pad_token_id: int,
+             kind: str) -> dict[str, float]:
+    """Task metrics plus the mean eval loss."""
+    logits = predict_logits(model, features, pad_token_id)
+    labels = collate(features, pad_token_id)["labels"]
+    loss = float(model.loss(torch.from_numpy(logits), labels))
+    return {"loss": loss, **compute_metrics(logits, features, kind)}
+
+
+def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Path | None, args: TrainArgs,
+             max_length: int = 128, columns: Columns = Columns(), problem_type: str | None = None) -> TrainResult:
+    """Fine-tune a pretrained encoder on a labelled table; the best model lands in args.output_dir."""
+    # Read and check everything before a model is loaded or a file written.
+    train_records = read_table(train_file, text_column=columns.text, pair_column=columns.text_pair,
+                               label_column=columns.label)
+    eval_records = read_table(eval_file, text_column=columns.text, pair_column=columns.text_pair,
+                              label_column=columns.label) if eval_file else []
+    kind = label_kind(train_records, problem_type)
+    id2label = build_labels(train_records, kind)
+    label2id = {name: i for i, name in id2label.items()}
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file))
+    eval_features = encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file)) if eval_records else []
+    prepare_output_dir(args, is_main=int(os.environ.get("RANK", "0")) == 0)
+
+    seed_everything(args.seed)  # the new classifier's initialisation
+    model = BertForSequenceClassification.from_pretrained(
+        model_dir, id2label=id2label, problem_type=PROBLEM_TYPES[kind], attn_implementation="sdpa")
+    if not eval_features:
+        logger.warning("no --eval data: the model of the last step is kept and metrics are training-set metrics")
+        eval_features = train_features
+    args.metric, args.greater_is_better = BEST_METRIC[kind], True
+    logger.info("%s: %d training examples, %d labels (%s)", train_file, len(train_features), len(id2label), kind)
+    return fit(model, train_features, args, lambda m: evaluate(m, eval_features, tokenizer.pad_token_id, kind),
+               tokenizer.pad_token_id, tokenizer)
+
+
+def predict(model: BertForSequenceClassification, tokenizer: Tokenizer, texts: Sequence[str],
+            pairs: Sequence[str] | None = None, max_length: int = 512) -> list[dict[str, Any]]:
+    """One dict per input: label and probability (multi-label: every label over 0.5; regression: score)."""
+    records = [Record(text=t, text_pair=p, label=None, line=i + 1)
+               for i, (t, p) in enumerate(zip(texts, pairs or [None] * len(texts)))]
+    features = encode(records, tokenizer, max_length, None, "classification", "<input>")
+    logits = torch.from_numpy(predict_logits(model, features, tokenizer.pad_token_id))
+    problem = model.config.problem_type or "single_label_classification"
+    id2label = model.config.id2label
+    results = []
+    for row in logits:
+        if problem == "regression":
+            results.append({"score": float(row[0])})
+        elif problem == "multi_label_classification":
+            probs = row.sigmoid()
+            results.append({"labels": [id2label[i] for i in range(len(probs)) if probs[i] > 0.5],
+                            "scores": {id2label[i]: round(float(p), 6) for i, p in enumerate(probs)}})
+        else:
+            probs = row.softmax(-1)
+            best = int(probs.argmax())
+            results.append({"label": id2label[best], "score": float(probs[best])})
+    return results

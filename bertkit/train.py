@@ -1,0 +1,373 @@
+"""The one training engine, shared by fine-tuning (and later pretraining).
+
+Read `fit` top to bottom: setup -> optimizer (decay on matrices only) -> loop (lr schedule,
+gradient accumulation, clipping, logging, evaluation, best checkpoint, early stopping, resume
+checkpoint). The same code runs on one CPU, one GPU, or many processes under `torchrun`
+(DistributedDataParallel; only rank 0 writes files).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .batching import Feature, collate, label_units, length_grouped_batches, shard
+from .files import atomic_directory
+from .pretrained import PreTrainedModel
+
+logger = logging.getLogger("bertkit")
+
+STATE_FILE = "trainer_state.pt"
+CHECKPOINT_DIR = "checkpoint-last"  # the resume point, refreshed at every evaluation
+METRICS_FILE = "metrics.jsonl"
+
+Evaluate = Callable[[PreTrainedModel], dict[str, float]]
+
+
+@dataclass
+class TrainArgs:
+    output_dir: Path  # receives the best model (HF format), metrics.jsonl, curves.png, checkpoint-last/
+    epochs: float = 3.0  # passes over the training data (fractions allowed)
+    batch_size: int = 32  # examples per optimizer step per process, before accumulation
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size · grad_accum · processes)
+    lr: float = 5e-5  # peak learning rate, reached after warm-up
+    weight_decay: float = 0.01  # AdamW decay, applied to matrices only (not biases or LayerNorm)
+    warmup_ratio: float = 0.1  # fraction of steps with linearly rising learning rate
+    schedule: str = "linear"  # decay after warm-up: linear | cosine | constant
+    optimizer: str = "adamw"  # adamw | lamb
+    max_grad_norm: float = 1.0  # clip the global gradient norm (0 = no clipping)
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 on GPUs that have it, else fp32)
+    seed: int = 42  # one seed drives init of new heads, shuffling and dropout
+    eval_every: int = 0  # evaluate every N optimizer steps; 0 = at the end of each epoch
+    metric: str = "loss"  # eval metric that picks the best checkpoint
+    greater_is_better: bool = False  # direction of `metric`
+    patience: int = 0  # stop after this many evaluations without improvement; 0 = never stop early
+    gradient_checkpointing: bool = False  # trade compute for activation memory
+    log_every: int = 10  # optimizer steps between metrics.jsonl lines
+    resume: bool = False  # continue from output_dir/checkpoint-last
+    overwrite: bool = False  # allow an existing, non-empty output_dir (its contents are replaced)
+    progress: bool = True  # show a progress bar
+    extra: dict[str, Any] = field(default_factory=dict)  # task settings recorded with the run
+
+
+@dataclass
+class TrainResult:
+    best_metrics: dict[str, float]
+    steps: int
+    seconds: float
+    stopped_early: bool
+
+
+# --- setup helpers ---
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def distributed_context() -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); initialises the process group when launched by torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return rank, world_size, device
+
+
+def prepare_output_dir(args: TrainArgs, is_main: bool) -> None:
+    """Refuse to clobber a user's directory; check a resume point exists. Runs before any training."""
+    out = Path(args.output_dir)
+    if args.resume:
+        if not (out / CHECKPOINT_DIR / STATE_FILE).is_file():
+            raise FileNotFoundError(f"{out / CHECKPOINT_DIR}: nothing to resume from (no {STATE_FILE})")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it or --resume to continue")
+        if is_main:
+            shutil.rmtree(out)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices and embeddings; never biases or LayerNorm weights (1-D tensors)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: torch.nn.Module, args: TrainArgs) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, args.weight_decay)
+    if args.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-6)
+    if args.optimizer == "lamb":
+        from .optim import Lamb
+
+        return Lamb(groups, lr=args.lr)
+    raise ValueError(f"optimizer={args.optimizer!r} must be 'adamw' or 'lamb'")
+
+
+def lr_lambda(total_steps: int, warmup_steps: int, schedule: str) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate at each step: linear warm-up, then the chosen decay."""
+    if schedule not in ("linear", "cosine", "constant"):
+        raise ValueError(f"schedule={schedule!r} must be linear, cosine or constant")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return factor
+
+
+def autocast_settings(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, whether fp16 loss scaling is needed)."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return None, False
+    if precision == "bf16":
+        return torch.bfloat16, False
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ValueError("fp16 training needs a CUDA device; use bf16 or fp32 on CPU")
+        return torch.float16, True
+    raise ValueError(f"precision={precision!r} must be fp32, bf16, fp16 or auto")
+
+
+# --- resume state ---
+
+def _rng_state() -> dict[str, Any]:
+    """Every generator training draws from, as tensors and plain values (loadable with weights_only)."""
+    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gauss)),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    keys, position, has_gauss, cached_gauss = state["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(out: Path, model: PreTrainedModel, tokenizer: Any, optimizer: torch.optim.Optimizer,
+                        scheduler: Any, scaler: torch.amp.GradScaler, progress: dict[str, Any]) -> None:
+    """checkpoint-last/: the model plus everything needed to continue exactly, swapped in atomically."""
+    with atomic_directory(out / CHECKPOINT_DIR) as staging:
+        model.save_pretrained(staging / "model", tokenizer=tokenizer)
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict(), "rng": _rng_state(), "progress": progress}
+        torch.save(state, staging / STATE_FILE)
+
+
+def load_training_state(out: Path) -> dict[str, Any]:
+    # weights_only: the file holds tensors and plain values only; nothing in it can run code.
+    return torch.load(out / CHECKPOINT_DIR / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+# --- the loop ---
+
+def fit(
+    model: PreTrainedModel,
+    train_features: Sequence[Feature],
+    args: TrainArgs,
+    evaluate: Evaluate,
+    pad_token_id: int,
+    tokenizer: Any = None,
+) -> TrainResult:
+    """Train `model` on `train_features`; keep the best model by `args.metric` in `args.output_dir`."""
+    rank, world_size, device = distributed_context()
+    is_main = rank == 0
+    out = Path(args.output_dir)
+    if args.resume:
+        state = load_training_state(out)
+        checkpoint.load_weights(model, checkpoint.read_state_dict(out / CHECKPOINT_DIR / "model"), str(out / CHECKPOINT_DIR))
+    model.to(device)
+    model.config.gradient_checkpointing = args.gradient_checkpointing
+    wrapped = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+
+    lengths = [len(f["input_ids"]) for f in train_features]
+    batches_per_epoch = len(shard(length_grouped_batches(lengths, args.batch_size, args.seed, 0), rank, world_size))
+    steps_per_epoch = math.ceil(batches_per_epoch / args.grad_accum)
+    total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))
+    optimizer = build_optimizer(model, args)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(total_steps, int(args.warmup_ratio * total_steps), args.schedule))
+    amp_dtype, use_scaler = autocast_settings(args.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+
+    progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "evals_without_gain": 0,
+                "best_metrics": {}}
+    if args.resume:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        progress = state["progress"]
+        _set_rng_state(state["rng"])
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if args.resume:  # drop lines of steps after the resume point: they are about to be redone
+            _truncate_metrics(out / METRICS_FILE, progress["step"])
+    metrics_log = open(out / METRICS_FILE, "a", encoding="utf-8") if is_main else None
+
+    def log(record: dict[str, Any]) -> None:
+        if metrics_log is not None:
+            metrics_log.write(json.dumps(record) + "\n")
+            metrics_log.flush()
+
+    def run_evaluation() -> bool:
+        """Evaluate, keep the best model, write the resume point; True means stop early."""
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            metrics = evaluate(model)
+        model.train()
+        log({"step": progress["step"], "epoch": round(progress["step"] / steps_per_epoch, 4),
+             **{f"eval_{k}": v for k, v in metrics.items()}})
+        value = metrics[args.metric]
+        improved = progress["best"] is None or (value > progress["best"] if args.greater_is_better else value < progress["best"])
+        if improved:
+            progress.update(best=value, evals_without_gain=0, best_metrics=metrics)
+            if is_main:
+                model.save_pretrained(out, tokenizer=tokenizer)  # keeps metrics.jsonl and checkpoint-last/
+        else:
+            progress["evals_without_gain"] += 1
+        if is_main:
+            save_training_state(out, model, tokenizer, optimizer, scheduler, scaler, dict(progress))
+        if is_main and args.progress:
+            tqdm.write(file=sys.stderr, s=f"step {progress['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return args.patience > 0 and progress["evals_without_gain"] >= args.patience
+
+    if not args.resume:
+        seed_everything(args.seed)  # shuffling and dropout; resume restores the generators instead
+    model.train()
+    bar = tqdm(total=total_steps, initial=progress["step"], desc="train", unit="step",
+               disable=not (args.progress and is_main), dynamic_ncols=True)
+    started, stopped_early, window_examples, window_start = time.time(), False, 0, time.time()
+    while progress["step"] < total_steps and not stopped_early:
+        epoch = progress["epoch"]
+        batches = shard(length_grouped_batches(lengths, args.batch_size, args.seed, epoch), rank, world_size)
+        steps = [batches[i:i + args.grad_accum] for i in range(0, len(batches), args.grad_accum)]
+        for group in steps[progress["batch_in_epoch"] // args.grad_accum:]:
+            micro = [{k: v.to(device) for k, v in collate([train_features[i] for i in b], pad_token_id).items()}
+                     for b in group]
+            local_units = sum(label_units(m) for m in micro)
+            units = torch.tensor([local_units], device=device, dtype=torch.float)
+            if world_size > 1:
+                dist.all_reduce(units)
+            loss_sum = 0.0
+            for i, batch in enumerate(micro):
+                # Loss = sum over this step's targets / their count (all micro-batches, all ranks);
+                # DDP averages gradients over ranks, hence the world_size factor.
+                sync = wrapped.no_sync() if world_size > 1 and i < len(micro) - 1 else nullcontext()
+                with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    mean_loss = wrapped(**batch).loss
+                    scaled = mean_loss * label_units(batch) / units * world_size
+                scaler.scale(scaled).backward()
+                loss_sum += float(mean_loss.detach()) * label_units(batch)
+            if args.max_grad_norm > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            progress["step"] += 1
+            progress["batch_in_epoch"] += len(group)
+            window_examples += sum(len(b) for b in group) * world_size
+            step_loss = loss_sum / max(local_units, 1)  # this process's mean; ranks differ only by their data
+            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            bar.update(1)
+            if progress["step"] % args.log_every == 0 or progress["step"] == total_steps:
+                elapsed = time.time() - window_start
+                log({"step": progress["step"], "epoch": round(progress["step"] / steps_per_epoch, 4),
+                     "loss": step_loss, "lr": scheduler.get_last_lr()[0],
+                     "examples_per_s": window_examples / max(elapsed, 1e-9)})
+                window_examples, window_start = 0, time.time()
+            end_of_epoch = progress["batch_in_epoch"] >= len(batches)
+            if end_of_epoch:
+                progress.update(epoch=epoch + 1, batch_in_epoch=0)
+            due = (args.eval_every and progress["step"] % args.eval_every == 0) or (not args.eval_every and end_of_epoch)
+            if due or progress["step"] == total_steps:
+                stopped_early = run_evaluation()
+            if stopped_early or progress["step"] >= total_steps:
+                break
+    bar.close()
+    if metrics_log is not None:
+        metrics_log.close()
+        plot_curves(out / METRICS_FILE, out / "curves.png")
+    return TrainResult(progress["best_metrics"], progress["step"], time.time() - started, stopped_early)
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    if path.is_file():
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line and json.loads(line)["step"] <= last_step]
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def plot_curves(metrics_file: Path, png: Path) -> None:
+    """Training loss and every eval metric against steps, as a PNG (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed; no curves.png (pip install 'bertkit[train]')")
+        return
+    records = [json.loads(line) for line in metrics_file.read_text(encoding="utf-8").splitlines() if line]
+    train = [r for r in records if "loss" in r]
+    evals = [r for r in records if any(k.startswith("eval_") for k in r)]
+    eval_keys = sorted({k for r in evals for k in r if k.startswith("eval_")})
+    fig, axes = plt.subplots(1, 1 + bool(eval_keys), figsize=(11 if eval_keys else 6, 4), squeeze=False)
+    axes[0][0].plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    axes[0][0].set(xlabel="step", ylabel="loss", title="training loss")
+    for key in eval_keys:
+        target = axes[0][0] if key == "eval_loss" else axes[0][1]
+        target.plot([r["step"] for r in evals], [r[key] for r in evals], marker="o", label=key)
+    for ax in axes[0]:
+        ax.legend()
+        ax.grid(alpha=0.3)
+    if eval_keys:
+        axes[0][1].set(xlabel="step", title="evaluation")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+

@@ -1,0 +1,63 @@
+"""Trains a tiny classifier on synthetic data; run directly or under torchrun (used by test_train.py).
+
+usage: train_tiny.py OUTPUT_DIR BATCH_SIZE GRAD_ACCUM [resume]
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conftest import tiny_config  # noqa: E402
+
+from bertkit import BertForSequenceClassification  # noqa: E402
+from bertkit.tasks.classify import evaluate  # noqa: E402
+from bertkit.train import TrainArgs, fit, seed_everything  # noqa: E402
+
+
+def synthetic(n: int, seed: int) -> list[dict]:
+    """Label 1 texts draw cue tokens from 10..12, label 0 from 20..22, amid random filler; lengths vary."""
+    rng = random.Random(seed)
+    features = []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        body = [rng.choice([10, 11, 12] if label else [20, 21, 22]) if rng.random() < 0.5 else rng.randint(30, 90)
+                for _ in range(rng.randint(3, 12))]
+        ids = [2, *body, 3]
+        features.append({"input_ids": ids, "token_type_ids": [0] * len(ids), "labels": label})
+    return features
+
+
+def main(output: str, batch_size: int, grad_accum: int, resume: bool = False, kill_at_eval: int = 0,
+         dropout: float = 0.1, epochs: float = 2.0) -> BertForSequenceClassification:
+    train, dev = synthetic(400, seed=0), synthetic(100, seed=1)
+    seed_everything(0)
+    model = BertForSequenceClassification(tiny_config(num_labels=2, hidden_dropout_prob=dropout,
+                                                      attention_probs_dropout_prob=dropout))
+    evaluations = {"n": 0}
+
+    def run_eval(m):
+        evaluations["n"] += 1
+        if evaluations["n"] == kill_at_eval:
+            raise KeyboardInterrupt("simulated kill")
+        return evaluate(m, dev, 0, "classification")
+
+    args = TrainArgs(output_dir=Path(output), epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=1e-3,
+                     seed=1, eval_every=10, metric="accuracy", greater_is_better=True, progress=False,
+                     resume=resume, overwrite=not resume)
+    fit(model, train, args, run_eval, pad_token_id=0)
+    return model
+
+
+if __name__ == "__main__":
+    out, bs, accum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    model = main(out, bs, accum, resume="resume" in sys.argv[4:], dropout=0.0)
+    import os
+
+    import torch
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        torch.save(model.state_dict(), Path(out) / "final_state.pt")

@@ -1,0 +1,116 @@
+"""`bertkit finetune classify`, `predict` and `evaluate` end to end on a tiny model, and their bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertkit import BertForSequenceClassification
+from bertkit.cli import main
+from bertkit.readers import Record
+from bertkit.tasks.classify import build_labels, label_kind
+
+transformers = pytest.importorskip("transformers")
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header=("text", "label")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def sentiment_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        cue = rng.choice(["good", "great"] if label == "pos" else ["bad", "awful"])
+        filler = " ".join(rng.choice(["the", "cat", "dog", "film", "sat", "on", "a", "mat"]) for _ in range(rng.randint(1, 6)))
+        rows.append((f"{filler} {cue} {filler}", label))
+    return rows
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> tuple[Path, Path]:
+    return write_csv(tmp_path / "train.csv", sentiment_rows(160, 0)), write_csv(tmp_path / "dev.csv", sentiment_rows(60, 1))
+
+
+def finetune_args(model: Path, train: Path, dev: Path, out: Path, *extra: str) -> list[str]:
+    return ["finetune", "classify", "--model", str(model), "--train", str(train), "--eval", str(dev), "--output",
+            str(out), "--epochs", "8", "--batch-size", "16", "--lr", "3e-3", "--max-length", "32", "--seed", "0",
+            "--quiet", *extra]
+
+
+def test_finetune_predict_evaluate(tiny_dir: Path, data, tmp_path: Path, capsys) -> None:
+    train, dev = data
+    out = tmp_path / "clf"
+    assert main(finetune_args(tiny_dir, train, dev, out)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["eval_accuracy"] >= 0.9  # the cue words decide the label
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["problem_type"] == "single_label_classification"
+    # transformers loads the output directory and agrees with bertkit
+    theirs = transformers.BertForSequenceClassification.from_pretrained(out).eval()
+    ours = BertForSequenceClassification.from_pretrained(out)
+    ids = torch.tensor([[2, 5, 19, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, theirs(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+
+    assert main(["predict", str(out), "the film was great", "the film was awful"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == ["pos", "neg"] and all(0.5 < r["score"] <= 1 for r in rows)
+
+    assert main(["evaluate", str(out), "--data", str(dev)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == 60 and metrics["accuracy"] == pytest.approx(summary["eval_accuracy"])
+    assert set(metrics) >= {"accuracy", "macro_f1", "mcc", "loss"}
+
+
+def test_bad_input_is_named_and_nothing_is_written(tiny_dir: Path, data, tmp_path: Path, capsys) -> None:
+    train, dev = data
+    out = tmp_path / "never"
+    bad_label = write_csv(tmp_path / "bad_dev.csv", [("good film", "pos"), ("bad film", "meh")])
+    assert main(finetune_args(tiny_dir, train, bad_label, out)) == 2
+    assert "bad_dev.csv, line 3" in capsys.readouterr().err and "'meh'" not in "" and not out.exists()
+
+    empty_text = write_csv(tmp_path / "empty.csv", [("good film", "pos"), ("  ", "neg")])
+    assert main(finetune_args(tiny_dir, empty_text, dev, out)) == 2
+    err = capsys.readouterr().err
+    assert "empty.csv" in err and "line 3" in err and not out.exists()
+
+    no_column = write_csv(tmp_path / "nocol.csv", [("good film", "pos")], header=("sentence", "label"))
+    assert main(finetune_args(tiny_dir, no_column, dev, out)) == 2
+    assert "text" in capsys.readouterr().err and not out.exists()
+
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(b"text,label\ngood film,pos\ncaf\xe9 film,neg\n")
+    assert main(finetune_args(tiny_dir, latin1, dev, out)) == 2
+    assert "latin1.csv" in capsys.readouterr().err and not out.exists()
+
+    assert main(finetune_args(tiny_dir, train, tmp_path / "missing.csv", out)) == 2
+    assert "missing.csv" in capsys.readouterr().err and not out.exists()
+
+
+def test_existing_output_needs_overwrite(tiny_dir: Path, data, tmp_path: Path, capsys) -> None:
+    train, dev = data
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(finetune_args(tiny_dir, train, dev, out)) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine"
+
+
+def test_label_kinds() -> None:
+    rec = lambda label: Record(text="t", text_pair=None, label=label, line=2)  # noqa: E731
+    assert label_kind([rec("pos"), rec("neg")]) == "classification"
+    assert label_kind([rec("1"), rec("0")]) == "classification"
+    assert label_kind([rec("0.5"), rec("3")]) == "regression"
+    assert label_kind([rec(["a", "b"]), rec(["c"])]) == "multilabel"
+    assert build_labels([rec("10"), rec("9"), rec("x")], "classification") == {0: "9", 1: "10", 2: "x"}
