@@ -110,6 +110,7 @@ def main() -> None:
         return accuracy(model, tokenizer, dev, label2id, args.max_length, args.batch_size)
 
     best_acc, best_state, step, seen = -1.0, None, 0, 0
+    torch.manual_seed(args.seed)  # dropout draws start from the seed, as in bertkit's loop
     model.train()
     bar = tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True)
     started = time.time()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .batching import collate
 from .heads import BertForMaskedLM
 from .model import BertModel
 from .tokenizer import Tokenizer
@@ -68,17 +69,6 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[l
         yield order[start:start + batch_size]
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists -> input_ids, attention_mask (B, T)."""
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        attention_mask[row, :len(seq)] = 1
-    return input_ids, attention_mask
-
-
 @torch.inference_mode()
 def embed(
     model: BertModel,
@@ -100,9 +90,10 @@ def embed(
     device = model.device
     with tqdm(total=len(ids), desc="embed", unit="text", disable=not progress) as bar:
         for batch in length_sorted_batches([len(s) for s in ids], batch_size):
-            input_ids, attention_mask = pad_batch([ids[i] for i in batch], tokenizer.pad_token_id)
-            input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-            hidden = model(input_ids, attention_mask).last_hidden_state  # (B, T, H)
+            inputs = collate([{"input_ids": ids[i], "token_type_ids": [0] * len(ids[i])} for i in batch],
+                             tokenizer.pad_token_id)
+            attention_mask = inputs["attention_mask"].to(device)
+            hidden = model(inputs["input_ids"].to(device), attention_mask).last_hidden_state  # (B, T, H)
             vectors = pool(hidden, attention_mask, settings.pooling).float()
             if settings.normalize:
                 vectors = F.normalize(vectors, dim=-1)

