@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 
 Feature = dict[str, Any]  # input_ids, token_type_ids (lists of ints), labels (int, float, or list), ...
+POSITION_TARGETS = ("start_positions", "end_positions")  # QA's per-feature token indices
 
 
 def length_grouped_batches(
@@ -30,6 +31,12 @@ def length_grouped_batches(
     return batches
 
 
+def feature_length(feature: Feature) -> int:
+    """Tokens a feature costs: its sequence length, or the sum over its choices (multiple choice)."""
+    ids = feature["input_ids"]
+    return sum(len(choice) for choice in ids) if ids and isinstance(ids[0], list) else len(ids)
+
+
 def shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
     """This rank's batches: every world_size-th, trimmed so that all ranks take the same number of steps."""
     usable = len(batches) - len(batches) % world_size if len(batches) >= world_size else len(batches)
@@ -37,7 +44,14 @@ def shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int
 
 
 def collate(features: Sequence[Feature], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Pad to the longest member; labels become a tensor (token labels padded with -100)."""
+    """Pad to the longest member; labels become a tensor (token labels padded with -100).
+
+    Multiple-choice features (input_ids a list of choices) become (B, choices, T) tensors; QA's
+    start_positions / end_positions become LongTensors. Other keys (bookkeeping such as which example
+    a window belongs to) stay out of the batch.
+    """
+    if features[0]["input_ids"] and isinstance(features[0]["input_ids"][0], list):
+        return _collate_choices(features, pad_token_id)
     width = max(len(f["input_ids"]) for f in features)
     batch = len(features)
     input_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
@@ -50,11 +64,28 @@ def collate(features: Sequence[Feature], pad_token_id: int) -> dict[str, torch.T
         attention_mask[row, :n] = 1
     out = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
     if "labels" in features[0]:
-        out["labels"] = _collate_labels([f["labels"] for f in features], width)
+        out["labels"] = collate_labels([f["labels"] for f in features], width)
+    for key in POSITION_TARGETS:
+        if key in features[0]:
+            out[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
     return out
 
 
-def _collate_labels(labels: list[Any], width: int) -> torch.Tensor:
+def _collate_choices(features: Sequence[Feature], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """(B, C, T) inputs: every choice of every example padded to the batch's longest choice."""
+    choices = len(features[0]["input_ids"])
+    if any(len(f["input_ids"]) != choices for f in features):
+        raise ValueError("every multiple-choice example in a batch needs the same number of choices")
+    flat = [{"input_ids": ids, "token_type_ids": types}
+            for f in features for ids, types in zip(f["input_ids"], f["token_type_ids"])]
+    out = collate(flat, pad_token_id)
+    out = {k: v.view(len(features), choices, -1) for k, v in out.items()}
+    if "labels" in features[0]:
+        out["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+    return out
+
+
+def collate_labels(labels: list[Any], width: int) -> torch.Tensor:
     """int -> class ids; float -> regression targets; list[float] -> multi-hot rows;
     list[int] -> per-token tags, padded with -100 (ignored by the loss)."""
     first = labels[0]
@@ -69,8 +100,11 @@ def _collate_labels(labels: list[Any], width: int) -> torch.Tensor:
 
 
 def label_units(batch: dict[str, torch.Tensor]) -> int:
-    """How many targets a batch's mean loss averages over: non-ignored labels (token tasks) or rows."""
-    labels = batch["labels"]
+    """How many targets a batch's mean loss averages over: non-ignored labels (token tasks) or rows
+    (batches without a `labels` tensor, such as QA's start/end positions, count rows)."""
+    labels = batch.get("labels")
+    if labels is None:
+        return batch["input_ids"].size(0)
     if labels.dtype == torch.long and labels.dim() == 2:
         return int((labels != -100).sum())
     return labels.size(0)

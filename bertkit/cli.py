@@ -283,9 +283,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     records = read_table(args.data, text_column=args.text_column, pair_column=args.pair_column,
                          label_column=args.label_column)
     kind = {v: k for k, v in classify.PROBLEM_TYPES.items()}[model.config.problem_type or "single_label_classification"]
-    features = classify.encode(records, tokenizer, args.max_length, model.config.label2id, kind, str(args.data))
+    max_length, stride = classify.window_settings(model, args.max_length)
+    features = classify.encode(records, tokenizer, max_length, model.config.label2id, kind, str(args.data), stride)
     metrics = classify.evaluate(model, features, tokenizer.pad_token_id, kind)
-    print(json.dumps({"data": str(args.data), "examples": len(features), **metrics}))
+    print(json.dumps({"data": str(args.data), "examples": len(records), **metrics}))
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -416,13 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("text", nargs="*", help="texts to classify")
     p.add_argument("--input", help="file with one text per line")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per text (default 512)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per window; longer texts are read in overlapping windows (default: as trained)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics of a fine-tuned classifier on a labelled file, as JSON")
     _add_model(p)
     p.add_argument("--data", required=True, help="labelled CSV, TSV or JSONL")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per text (default 512)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per window; longer texts are read in overlapping windows (default: as trained)")
     _add_column_options(p)
     p.set_defaults(func=cmd_evaluate)
     return parser

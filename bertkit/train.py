@@ -27,7 +27,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .batching import Feature, collate, label_units, length_grouped_batches, shard
+from .batching import Feature, collate, feature_length, label_units, length_grouped_batches, shard
 from .files import atomic_directory
 from .pretrained import PreTrainedModel
 
@@ -38,6 +38,7 @@ CHECKPOINT_DIR = "checkpoint-last"  # the resume point, refreshed at every evalu
 METRICS_FILE = "metrics.jsonl"
 
 Evaluate = Callable[[PreTrainedModel], dict[str, float]]
+Collate = Callable[[Sequence[Feature], int], dict[str, torch.Tensor]]  # (features, pad id) -> model inputs
 
 
 @dataclass
@@ -210,8 +211,13 @@ def fit(
     evaluate: Evaluate,
     pad_token_id: int,
     tokenizer: Any = None,
+    collate_fn: Collate = collate,
 ) -> TrainResult:
-    """Train `model` on `train_features`; keep the best model by `args.metric` in `args.output_dir`."""
+    """Train `model` on `train_features`; keep the best model by `args.metric` in `args.output_dir`.
+
+    `collate_fn` turns a list of features into the keyword arguments of `model(...)`, `labels` (or
+    another target) included; the model's output must carry `.loss`.
+    """
     rank, world_size, device = distributed_context()
     is_main = rank == 0
     out = Path(args.output_dir)
@@ -222,7 +228,7 @@ def fit(
     model.config.gradient_checkpointing = args.gradient_checkpointing
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
 
-    lengths = [len(f["input_ids"]) for f in train_features]
+    lengths = [feature_length(f) for f in train_features]
     batches_per_epoch = len(shard(length_grouped_batches(lengths, args.batch_size, args.seed, 0), rank, world_size))
     steps_per_epoch = math.ceil(batches_per_epoch / args.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))
@@ -285,7 +291,7 @@ def fit(
         batches = shard(length_grouped_batches(lengths, args.batch_size, args.seed, epoch), rank, world_size)
         steps = [batches[i:i + args.grad_accum] for i in range(0, len(batches), args.grad_accum)]
         for group in steps[progress["batch_in_epoch"] // args.grad_accum:]:
-            micro = [{k: v.to(device) for k, v in collate([train_features[i] for i in b], pad_token_id).items()}
+            micro = [{k: v.to(device) for k, v in collate_fn([train_features[i] for i in b], pad_token_id).items()}
                      for b in group]
             local_units = sum(label_units(m) for m in micro)
             units = torch.tensor([local_units], device=device, dtype=torch.float)

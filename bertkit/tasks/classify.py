@@ -16,12 +16,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..batching import Feature, collate
+from ..batching import Feature, collate_labels, collate
 from ..heads import BertForSequenceClassification
 from ..infer import length_sorted_batches
 from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
 from ..readers import DataError, Record, infer_label_kind, read_table
 from ..tokenizer import Tokenizer
+from ..windows import window_spans
 from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything
 
 logger = logging.getLogger("bertkit")
@@ -67,20 +68,51 @@ def build_labels(records: Sequence[Record], kind: str) -> dict[int, str]:
 
 
 def encode(records: Sequence[Record], tokenizer: Tokenizer, max_length: int, label2id: dict[str, int] | None,
-           kind: str, source: str) -> list[Feature]:
-    """Tokenise (pairs as [CLS] A [SEP] B [SEP]) and attach label ids; unknown labels name their line."""
+           kind: str, source: str, stride: int | None = None) -> list[Feature]:
+    """Tokenise and attach label ids; unknown labels name their line.
+
+    A single text longer than `max_length` becomes several overlapping windows (`stride` shared tokens,
+    default max_length // 4), each a feature with the text's label; `feature["example"]` says whose
+    window it is, and predictions average the windows' logits. Pairs ([CLS] A [SEP] B [SEP]) are cut
+    longest-first instead. Either way the log says how many inputs it concerned.
+    """
     pairs = [r.text_pair for r in records] if records and records[0].text_pair is not None else None
-    encoded = tokenizer([r.text for r in records], pairs, max_length=max_length, padding=False, return_tensors=None)
-    if encoded.num_truncated:
-        logger.warning("%s: %d of %d examples were longer than %d tokens and were truncated",
-                       source, encoded.num_truncated, len(records), max_length)
+    texts = [r.text for r in records]
+    if pairs is not None:
+        encoded = tokenizer(texts, pairs, max_length=max_length, padding=False, return_tensors=None)
+        if encoded.num_truncated:
+            logger.warning("%s: %d of %d text pairs were longer than %d tokens and were truncated (longest first)",
+                           source, encoded.num_truncated, len(records), max_length)
+        pieces = [[(ids, types)] for ids, types in zip(encoded.input_ids, encoded.token_type_ids)]
+    else:
+        pieces = _windows(tokenizer, texts, max_length, max_length // 4 if stride is None else stride, source)
     features = []
     for i, record in enumerate(records):
-        feature: Feature = {"input_ids": encoded.input_ids[i], "token_type_ids": encoded.token_type_ids[i]}
-        if record.label is not None and label2id is not None:
-            feature["labels"] = _label_value(record, kind, label2id, source)
-        features.append(feature)
+        label = _label_value(record, kind, label2id, source) if record.label is not None and label2id is not None else None
+        for ids, types in pieces[i]:
+            feature: Feature = {"input_ids": ids, "token_type_ids": types, "example": i}
+            if label is not None:
+                feature["labels"] = label
+            features.append(feature)
     return features
+
+
+def _windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stride: int,
+             source: str) -> list[list[tuple[list[int], list[int]]]]:
+    """Per text, its [CLS] window [SEP] inputs: one when it fits, overlapping windows when it does not."""
+    encoded = tokenizer(texts, max_length=max_length, padding=False, truncation=False, return_tensors=None)
+    pieces, windowed = [], 0
+    for ids in encoded.input_ids:
+        content = ids[1:-1]
+        spans = window_spans(len(content), max_length - 2, stride)
+        windowed += len(spans) > 1
+        pieces.append([([ids[0], *content[start:end], ids[-1]], [0] * (end - start + 2)) for start, end in spans])
+    if windowed:
+        total = sum(len(p) for p in pieces)
+        logger.warning("%s: %d of %d texts were longer than %d tokens and were read as %d overlapping windows "
+                       "(stride %d); their predictions average the windows' logits",
+                       source, windowed, len(texts), max_length, total - len(texts) + windowed, stride)
+    return pieces
 
 
 def _label_value(record: Record, kind: str, label2id: dict[str, int], source: str) -> Any:
@@ -104,17 +136,40 @@ def _label_value(record: Record, kind: str, label2id: dict[str, int], source: st
 @torch.no_grad()
 def predict_logits(model: BertForSequenceClassification, features: Sequence[Feature], pad_token_id: int,
                    batch_size: int = 64) -> np.ndarray:
-    """(N, labels) logits in input order, batching by length."""
+    """(examples, labels) logits in input order, batching by length; windows of one text are averaged."""
     logits = np.empty((len(features), model.config.num_labels), dtype=np.float32)
     for batch in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
         inputs = collate([{k: features[i][k] for k in ("input_ids", "token_type_ids")} for i in batch], pad_token_id)
         out = model(**{k: v.to(model.device) for k, v in inputs.items()})
         logits[batch] = out.logits.float().cpu().numpy()
-    return logits
+    owner = np.array([f.get("example", i) for i, f in enumerate(features)])
+    if len(features) and (owner == np.arange(len(features))).all():
+        return logits
+    count = owner.max() + 1 if len(features) else 0
+    summed = np.zeros((count, logits.shape[1]), dtype=np.float64)
+    np.add.at(summed, owner, logits)
+    return (summed / np.bincount(owner, minlength=count)[:, None]).astype(np.float32)
+
+
+def example_labels(features: Sequence[Feature]) -> list[Any]:
+    """One label per example (windows of one text share it)."""
+    seen: dict[int, Any] = {}
+    for i, f in enumerate(features):
+        seen.setdefault(f.get("example", i), f["labels"])
+    return [seen[k] for k in sorted(seen)]
+
+
+def window_settings(model: BertForSequenceClassification, max_length: int | None) -> tuple[int, int]:
+    """(max_length, stride) for inference: as given, else as trained, else 512 tokens with a quarter overlap."""
+    saved = model.config.extra.get("bertkit") or {}
+    if max_length is None:
+        max_length = int(saved.get("max_length", min(512, model.config.max_position_embeddings)))
+        return max_length, int(saved.get("stride", max_length // 4))
+    return max_length, max_length // 4
 
 
 def compute_metrics(logits: np.ndarray, features: Sequence[Feature], kind: str) -> dict[str, float]:
-    labels = [f["labels"] for f in features]
+    labels = example_labels(features)
     if kind == "regression":
         return regression_metrics(logits[:, 0], labels)
     if kind == "multilabel":
@@ -126,13 +181,14 @@ def evaluate(model: BertForSequenceClassification, features: Sequence[Feature], 
              kind: str) -> dict[str, float]:
     """Task metrics plus the mean eval loss."""
     logits = predict_logits(model, features, pad_token_id)
-    labels = collate(features, pad_token_id)["labels"]
+    labels = collate_labels(example_labels(features), 0)
     loss = float(model.loss(torch.from_numpy(logits), labels))
     return {"loss": loss, **compute_metrics(logits, features, kind)}
 
 
 def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Path | None, args: TrainArgs,
-             max_length: int = 128, columns: Columns = Columns(), problem_type: str | None = None) -> TrainResult:
+             max_length: int = 128, columns: Columns = Columns(), problem_type: str | None = None,
+             stride: int | None = None) -> TrainResult:
     """Fine-tune a pretrained encoder on a labelled table; the best model lands in args.output_dir."""
     # Read and check everything before a model is loaded or a file written.
     train_records = read_table(train_file, text_column=columns.text, pair_column=columns.text_pair,
@@ -143,13 +199,16 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     id2label = build_labels(train_records, kind)
     label2id = {name: i for i, name in id2label.items()}
     tokenizer = Tokenizer.from_pretrained(model_dir)
-    train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file))
-    eval_features = encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file)) if eval_records else []
+    stride = max_length // 4 if stride is None else stride
+    train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file), stride)
+    eval_features = (encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file), stride)
+                     if eval_records else [])
     prepare_output_dir(args, is_main=int(os.environ.get("RANK", "0")) == 0)
 
     seed_everything(args.seed)  # the new classifier's initialisation
     model = BertForSequenceClassification.from_pretrained(
         model_dir, id2label=id2label, problem_type=PROBLEM_TYPES[kind], attn_implementation="sdpa")
+    model.config.extra["bertkit"] = {"task": "classify", "max_length": max_length, "stride": stride}
     if not eval_features:
         logger.warning("no --eval data: the model of the last step is kept and metrics are training-set metrics")
         eval_features = train_features
@@ -160,11 +219,14 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
 
 
 def predict(model: BertForSequenceClassification, tokenizer: Tokenizer, texts: Sequence[str],
-            pairs: Sequence[str] | None = None, max_length: int = 512) -> list[dict[str, Any]]:
-    """One dict per input: label and probability (multi-label: every label over 0.5; regression: score)."""
+            pairs: Sequence[str] | None = None, max_length: int | None = None) -> list[dict[str, Any]]:
+    """One dict per input: label and probability (multi-label: every label over 0.5; regression: score).
+
+    Long texts are read in windows of `max_length` tokens (default: the length it was trained with)."""
     records = [Record(text=t, text_pair=p, label=None, line=i + 1)
                for i, (t, p) in enumerate(zip(texts, pairs or [None] * len(texts)))]
-    features = encode(records, tokenizer, max_length, None, "classification", "<input>")
+    max_length, stride = window_settings(model, max_length)
+    features = encode(records, tokenizer, max_length, None, "classification", "<input>", stride)
     logits = torch.from_numpy(predict_logits(model, features, tokenizer.pad_token_id))
     problem = model.config.problem_type or "single_label_classification"
     id2label = model.config.id2label
