@@ -226,69 +226,6 @@ def cmd_vocab(args: argparse.Namespace) -> None:
           f"({'cased' if args.cased else 'uncased'})", file=sys.stderr)
 
 
-def _train_args(args: argparse.Namespace) -> "TrainArgs":
-    from .train import TrainArgs
-
-    return TrainArgs(
-        output_dir=Path(args.output), epochs=args.epochs, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        lr=args.lr, weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, schedule=args.schedule,
-        optimizer=args.optimizer, max_grad_norm=args.max_grad_norm, precision=args.precision, seed=args.seed,
-        eval_every=args.eval_every, patience=args.patience, gradient_checkpointing=args.gradient_checkpointing,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-    )
-
-
-def cmd_finetune_classify(args: argparse.Namespace) -> None:
-    from .tasks import classify
-
-    location = packaged.resolve(args.model)
-    columns = classify.Columns(text=args.text_column, text_pair=args.pair_column, label=args.label_column)
-    result = classify.finetune(location.model_dir, args.train, args.eval, _train_args(args), max_length=args.max_length,
-                               columns=columns, problem_type=args.problem_type)
-    print(json.dumps({"output": args.output, "steps": result.steps, "seconds": round(result.seconds, 1),
-                      "stopped_early": result.stopped_early, **{f"eval_{k}": v for k, v in result.best_metrics.items()}}))
-
-
-def _load_classifier(model: str):
-    from .heads import BertForSequenceClassification
-
-    location = packaged.resolve(model)
-    config = checkpoint.load_config(location.model_dir)
-    architectures = config.extra.get("architectures") or []
-    if architectures and "BertForSequenceClassification" not in architectures:
-        raise UsageError(f"{location.model_dir} holds a {architectures[0]}; predict/evaluate handle fine-tuned "
-                         "classifiers (the output of `bertkit finetune classify`)")
-    model = BertForSequenceClassification.from_pretrained(location.model_dir, device=_device("auto"))
-    if model.load_report.missing:
-        raise UsageError(f"{location.model_dir} has no trained classifier ({', '.join(model.load_report.missing)} missing)")
-    return model, _load_tokenizer(location)
-
-
-def cmd_predict(args: argparse.Namespace) -> None:
-    from .tasks import classify
-
-    texts = list(args.text) + (read_lines(args.input) if args.input else [])
-    if not texts:
-        raise UsageError("give texts as arguments or --input FILE (one per line)")
-    model, tokenizer = _load_classifier(args.model)
-    for text, result in zip(texts, classify.predict(model, tokenizer, texts, max_length=args.max_length)):
-        print(json.dumps({"text": text, **result}, ensure_ascii=False))
-
-
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .readers import read_table
-    from .tasks import classify
-
-    model, tokenizer = _load_classifier(args.model)
-    records = read_table(args.data, text_column=args.text_column, pair_column=args.pair_column,
-                         label_column=args.label_column)
-    kind = {v: k for k, v in classify.PROBLEM_TYPES.items()}[model.config.problem_type or "single_label_classification"]
-    max_length, stride = classify.window_settings(model, args.max_length)
-    features = classify.encode(records, tokenizer, max_length, model.config.label2id, kind, str(args.data), stride)
-    metrics = classify.evaluate(model, features, tokenizer.pad_token_id, kind)
-    print(json.dumps({"data": str(args.data), "examples": len(records), **metrics}))
-
-
 def cmd_data(args: argparse.Namespace) -> None:
     from . import datasets
 
@@ -318,33 +255,6 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None,
                    help="tokens per text; longer texts are truncated, with a warning (default: the model's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-
-
-def _add_column_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--text-column", default="text", help="column with the text (default: text)")
-    p.add_argument("--pair-column", default="text_pair", help="optional second text column (default: text_pair)")
-    p.add_argument("--label-column", default="label", help="column with the label (default: label)")
-
-
-def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=float, default=3.0, help="passes over the training data (default 3)")
-    p.add_argument("--batch-size", type=int, default=32, help="examples per step per process (default 32)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
-    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay on matrices (default 0.01)")
-    p.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of steps warming up (default 0.1)")
-    p.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="linear")
-    p.add_argument("--optimizer", choices=("adamw", "lamb"), default="adamw")
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0 = off)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per example; longer ones are cut, with a count")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: each epoch)")
-    p.add_argument("--patience", type=int, default=0, help="stop after N evaluations without gain (0 = never)")
-    p.add_argument("--gradient-checkpointing", action="store_true", help="save memory, spend compute")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint-last")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -400,34 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace files that differ")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("finetune", help="fine-tune a pretrained model on a labelled task")
-    tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
-    p = tasks.add_parser("classify", help="text or text-pair classification, multi-label, or regression")
-    p.add_argument("--model", required=True, help="pretrained model directory (or packaged model name)")
-    p.add_argument("--train", required=True, help="CSV, TSV or JSONL with columns text[, text_pair], label")
-    p.add_argument("--eval", help="labelled evaluation file in the same format (picks the best checkpoint)")
-    p.add_argument("--output", required=True, help="directory for the fine-tuned model (HF format) and logs")
-    _add_column_options(p)
-    p.add_argument("--problem-type", choices=("classification", "multilabel", "regression"),
-                   help="default: inferred from the labels")
-    _add_training_options(p)
-    p.set_defaults(func=cmd_finetune_classify)
+    from .cli_tasks import add_task_commands
 
-    p = sub.add_parser("predict", help="predict with a fine-tuned classifier; one JSON object per input")
-    _add_model(p)
-    p.add_argument("text", nargs="*", help="texts to classify")
-    p.add_argument("--input", help="file with one text per line")
-    p.add_argument("--max-length", type=int, default=None,
-                   help="tokens per window; longer texts are read in overlapping windows (default: as trained)")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("evaluate", help="metrics of a fine-tuned classifier on a labelled file, as JSON")
-    _add_model(p)
-    p.add_argument("--data", required=True, help="labelled CSV, TSV or JSONL")
-    p.add_argument("--max-length", type=int, default=None,
-                   help="tokens per window; longer texts are read in overlapping windows (default: as trained)")
-    _add_column_options(p)
-    p.set_defaults(func=cmd_evaluate)
+    add_task_commands(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .batching import collate
+from .batching import Feature, collate, feature_length
 from .heads import BertForMaskedLM
 from .model import BertModel
 from .tokenizer import Tokenizer
@@ -67,6 +67,15 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[l
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
+
+
+@torch.no_grad()
+def forward_batches(model: torch.nn.Module, features: Sequence[Feature], pad_token_id: int,
+                    batch_size: int = 64) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(indices, float32 logits) over length-sorted batches of features: a task head's inference loop."""
+    for batch in length_sorted_batches([feature_length(f) for f in features], batch_size):
+        inputs = collate([{k: features[i][k] for k in ("input_ids", "token_type_ids")} for i in batch], pad_token_id)
+        yield batch, model(**{k: v.to(model.device) for k, v in inputs.items()}).logits.float().cpu().numpy()
 
 
 @torch.inference_mode()

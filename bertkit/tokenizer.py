@@ -758,6 +758,36 @@ class Tokenizer:
             num_truncated=num_truncated,
         )
 
+    def encode_words(self, batch: Sequence[Sequence[str]]) -> BatchEncoding:
+        """Encode sentences already split into words (CoNLL tokens) as ``[CLS] pieces [SEP]`` lists.
+
+        Each word goes through the same normalizer and pre-tokenizer as running text (so "U.S."
+        still gives u . s .); ``word_ids`` name the word each piece came from and ``offsets`` are
+        character spans inside that word. A word that normalises to nothing (only control or
+        zero-width characters) gets no piece. No truncation and no padding: the caller decides
+        what to do with long sentences. The ids are those of transformers' BERT tokenizer with
+        ``is_split_into_words=True``.
+        """
+        if isinstance(batch, str) or not isinstance(batch, Sequence):
+            raise TypeError(f"batch must be a sequence of word lists, got {type(batch).__name__}")
+        sentences = []
+        for i, words in enumerate(batch):
+            if isinstance(words, str):  # a sentence given as one string: ambiguous, refuse it
+                raise TypeError(f"batch[{i}] must be a sequence of words, got a str")
+            sentences.append(_as_batch(words, f"batch[{i}]"))
+        with self._lock:
+            self._backend.no_truncation()
+            self._backend.no_padding()
+            encodings = self._backend.encode_batch(sentences, is_pretokenized=True, add_special_tokens=True)
+        return BatchEncoding(
+            input_ids=[e.ids for e in encodings],
+            attention_mask=[e.attention_mask for e in encodings],
+            token_type_ids=[e.type_ids for e in encodings],
+            offsets=[e.offsets for e in encodings],
+            word_ids=[e.word_ids for e in encodings],
+            sequence_ids=[_sequence_ids(e) for e in encodings],
+        )
+
     # ---- decoding and vocabulary -------------------------------------------
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:

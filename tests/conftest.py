@@ -48,6 +48,15 @@ def hf_config(config: BertConfig, **overrides):
     return transformers.BertConfig(**{**config.to_dict(), **overrides})
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy CPU the threads wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_transformers():
     logging.getLogger("transformers").setLevel(logging.ERROR)

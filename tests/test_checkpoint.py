@@ -19,7 +19,6 @@ import bertkit.checkpoint
 from bertkit import (
     BertConfig,
     BertForMaskedLM,
-    BertForPreTraining,
     BertForSequenceClassification,
     BertModel,
     CheckpointError,

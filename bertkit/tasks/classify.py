@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..batching import Feature, collate_labels, collate
+from ..batching import Feature, collate_labels
 from ..heads import BertForSequenceClassification
-from ..infer import length_sorted_batches
+from ..infer import forward_batches
 from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
 from ..readers import DataError, Record, infer_label_kind, read_table
 from ..tokenizer import Tokenizer
@@ -138,10 +138,8 @@ def predict_logits(model: BertForSequenceClassification, features: Sequence[Feat
                    batch_size: int = 64) -> np.ndarray:
     """(examples, labels) logits in input order, batching by length; windows of one text are averaged."""
     logits = np.empty((len(features), model.config.num_labels), dtype=np.float32)
-    for batch in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
-        inputs = collate([{k: features[i][k] for k in ("input_ids", "token_type_ids")} for i in batch], pad_token_id)
-        out = model(**{k: v.to(model.device) for k, v in inputs.items()})
-        logits[batch] = out.logits.float().cpu().numpy()
+    for batch, batch_logits in forward_batches(model, features, pad_token_id, batch_size):
+        logits[batch] = batch_logits
     owner = np.array([f.get("example", i) for i, f in enumerate(features)])
     if len(features) and (owner == np.arange(len(features))).all():
         return logits
@@ -184,6 +182,16 @@ def evaluate(model: BertForSequenceClassification, features: Sequence[Feature], 
     labels = collate_labels(example_labels(features), 0)
     loss = float(model.loss(torch.from_numpy(logits), labels))
     return {"loss": loss, **compute_metrics(logits, features, kind)}
+
+
+def evaluate_file(model: BertForSequenceClassification, tokenizer: Tokenizer, data_file: str | Path, *,
+                  columns: Columns = Columns(), max_length: int | None = None) -> dict[str, float]:
+    """Metrics of a fine-tuned classifier on a labelled table (long texts read in windows)."""
+    records = read_table(data_file, text_column=columns.text, pair_column=columns.text_pair, label_column=columns.label)
+    kind = {v: k for k, v in PROBLEM_TYPES.items()}[model.config.problem_type or "single_label_classification"]
+    max_length, stride = window_settings(model, max_length)
+    features = encode(records, tokenizer, max_length, model.config.label2id, kind, str(data_file), stride)
+    return {"examples": len(records), **evaluate(model, features, tokenizer.pad_token_id, kind)}
 
 
 def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Path | None, args: TrainArgs,
