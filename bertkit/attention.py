@@ -4,6 +4,9 @@ Every kernel takes queries, keys and values split into heads, `(B, heads, T, hea
 additive mask bias `(B, 1, 1, T)` that is 0 on real keys and the dtype's minimum on padding (or None
 when nothing is padded). It returns the attended values in the same layout and, where the kernel
 materialises them, the attention probabilities `(B, heads, T, T)`.
+
+The unpadded encoder (see `unpad.py`) packs the real tokens of all sequences as `(N, heads, head_dim)`;
+`varlen_attention` attends within each packed sequence.
 """
 
 from __future__ import annotations
@@ -12,6 +15,13 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+
+from .unpad import Unpadded, pad, unpad
+
+try:  # FlashAttention's varlen kernel, CUDA only (torch >= 2.10)
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # pragma: no cover - older torch
+    varlen_attn = None
 
 AttentionKernel = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], float],
@@ -52,3 +62,33 @@ def padding_mask_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype) -
         return None
     keep = attention_mask[:, None, None, :].to(dtype)  # (B, 1, 1, T)
     return (1.0 - keep) * torch.finfo(dtype).min
+
+
+def varlen_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    unpadded: Unpadded,
+    dropout_p: float,
+    kernel: str = "sdpa",
+) -> torch.Tensor:
+    """Packed (N, nH, dH) queries, keys, values -> (N, nH, dH): each token attends within its own sequence.
+
+    FlashAttention's varlen kernel where it runs (CUDA, fp16/bf16, and no dropout: it has no dropout
+    argument). Elsewhere q, k, v are re-padded for one call of the padded kernel: on CPU that measured
+    faster than one SDPA call per sequence (32 small calls per layer, each waking the threads) and far
+    faster than nested jagged tensors (whose CPU SDPA loops over sequences in the math kernel).
+    Projections and feed-forward, most of the work, skip padding either way.
+    """
+    if kernel == "sdpa" and _flash_varlen_runs(query, dropout_p):
+        max_len = unpadded.max_seqlen
+        return varlen_attn(query, key, value, unpadded.cu_seqlens, unpadded.cu_seqlens, max_len, max_len)
+    query, key, value = (pad(x, unpadded).transpose(1, 2) for x in (query, key, value))  # (B, nH, T, dH)
+    mask_bias = padding_mask_bias(unpadded.attention_mask, query.dtype)
+    context, _ = ATTENTION_KERNELS[kernel](query, key, value, mask_bias, dropout_p)  # (B, nH, T, dH)
+    return unpad(context.transpose(1, 2), unpadded)
+
+
+def _flash_varlen_runs(query: torch.Tensor, dropout_p: float) -> bool:
+    return (varlen_attn is not None and query.is_cuda and query.dtype in (torch.float16, torch.bfloat16)
+            and dropout_p == 0.0 and torch.cuda.get_device_capability(query.device) >= (8, 0))

@@ -25,7 +25,7 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 # Fields that describe how to run the model on this machine, not the model: never written to config.json.
-_RUNTIME_FIELDS = ("attn_implementation", "gradient_checkpointing", "num_labels", "extra")
+_RUNTIME_FIELDS = ("attn_implementation", "gradient_checkpointing", "unpad", "num_labels", "extra")
 
 
 class ConfigError(ValueError):
@@ -57,6 +57,7 @@ class BertConfig:
     num_labels: int | None = None  # shorthand for id2label={0: "LABEL_0", ...}
     attn_implementation: str = "sdpa"  # attention kernel: "sdpa" (fast) or "eager" (returns maps)
     gradient_checkpointing: bool = False  # recompute layer activations in backward to save memory
+    unpad: bool | None = None  # run the encoder on real tokens only; None = whenever a batch has padding (sdpa)
     extra: dict[str, Any] = field(default_factory=dict)  # config.json keys bertkit does not use; kept
 
     def __post_init__(self) -> None:
@@ -101,6 +102,8 @@ class BertConfig:
             raise ConfigError(f"problem_type={self.problem_type!r} must be one of {PROBLEM_TYPES} or null")
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ConfigError(f"attn_implementation={self.attn_implementation!r} must be 'sdpa' or 'eager'")
+        if self.unpad not in (None, True, False):
+            raise ConfigError(f"unpad={self.unpad!r} must be true, false or null (automatic)")
         if self.num_labels is not None and self.num_labels < 1:
             raise ConfigError(f"num_labels must be at least 1, got {self.num_labels}")
 

@@ -3,19 +3,33 @@
 Module and parameter names follow Hugging Face's (`embeddings.word_embeddings`,
 `encoder.layer.N.attention.self.query`, ...), so a state dict is a transformers state dict.
 Shapes: B batch, T tokens, H hidden size, nH heads, dH head size.
+
+The encoder runs either on the padded batch (B, T, H) or, unpadded, on its N real tokens packed as
+(N, H) (see `unpad.py`): everything but attention works token by token, so only attention needs to
+know which case it is in, from the mask it is given.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
-from .attention import ATTENTION_KERNELS, padding_mask_bias
+from .attention import ATTENTION_KERNELS, padding_mask_bias, varlen_attention
 from .config import BertConfig
 from .outputs import EncoderOutput
 from .pretrained import PreTrainedModel
+from .unpad import Unpadded, pad, unpad, unpad_input
+
+# Padded: the (B, 1, 1, T) additive bias, or None when nothing is padded. Unpadded: where each sequence lies.
+AttentionMask = torch.Tensor | Unpadded | None
+
+# With fewer padding positions than this, unpadding costs about what it saves (measured at MiniLM sizes: 0.99-1.03x
+# with 5-14 padding positions, 1.7x with 130), so `config.unpad=None` keeps such batches padded.
+AUTO_UNPAD_MIN_PADDING = 64
 
 
 class BertEmbeddings(nn.Module):
@@ -30,8 +44,13 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, position_ids: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        unpadded: Unpadded | None = None,
     ) -> torch.Tensor:
+        """(B, T) ids -> (B, T, H); with `unpadded`, (N, H) for the real tokens only (looked up alone)."""
         seq_len = input_ids.size(-1)
         if seq_len > self.position_embeddings.num_embeddings:
             raise ValueError(
@@ -40,7 +59,10 @@ class BertEmbeddings(nn.Module):
             )
         if position_ids is None:
             position_ids = torch.arange(seq_len, device=input_ids.device)  # (T,), broadcast over B
-        embeddings = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # (B, T, H)
+        if unpadded is not None:
+            input_ids, position_ids = unpad(input_ids, unpadded), unpad(position_ids.expand_as(input_ids), unpadded)
+            token_type_ids = unpad(token_type_ids, unpadded) if token_type_ids is not None else None
+        embeddings = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # (B, T, H) or (N, H)
         if token_type_ids is None:
             embeddings = embeddings + self.token_type_embeddings.weight[0]  # all segment A
         else:
@@ -60,15 +82,17 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)  # (B, T, H) -> (B, nH, T, dH)
-
     def forward(
-        self, hidden: torch.Tensor, mask_bias: torch.Tensor | None, kernel: str
+        self, hidden: torch.Tensor, mask: AttentionMask, kernel: str
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query, key, value = (self._split_heads(proj(hidden)) for proj in (self.query, self.key, self.value))
+        # (B, T, H) -> (B, T, nH, dH), or unpadded (N, H) -> (N, nH, dH)
+        query, key, value = (proj(hidden).unflatten(-1, (self.num_heads, self.head_dim))
+                             for proj in (self.query, self.key, self.value))
         dropout_p = self.dropout_p if self.training else 0.0
-        context, probs = ATTENTION_KERNELS[kernel](query, key, value, mask_bias, dropout_p)  # (B, nH, T, dH)
+        if isinstance(mask, Unpadded):
+            return varlen_attention(query, key, value, mask, dropout_p, kernel).flatten(-2), None  # (N, H)
+        query, key, value = (x.transpose(1, 2) for x in (query, key, value))  # (B, nH, T, dH)
+        context, probs = ATTENTION_KERNELS[kernel](query, key, value, mask, dropout_p)  # (B, nH, T, dH)
         return context.transpose(1, 2).flatten(-2), probs  # (B, T, H)
 
 
@@ -112,11 +136,11 @@ class BertLayer(nn.Module):
         self.output = BertResidualOutput(config, config.intermediate_size)
 
     def forward(
-        self, hidden: torch.Tensor, mask_bias: torch.Tensor | None, kernel: str
+        self, hidden: torch.Tensor, mask: AttentionMask, kernel: str
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        context, probs = self.attention.self(hidden, mask_bias, kernel)
-        hidden = self.attention.output(context, hidden)  # (B, T, H)
-        hidden = self.output(self.intermediate(hidden), hidden)  # (B, T, H)
+        context, probs = self.attention.self(hidden, mask, kernel)
+        hidden = self.attention.output(context, hidden)  # (B, T, H) or (N, H)
+        hidden = self.output(self.intermediate(hidden), hidden)  # (B, T, H) or (N, H)
         return hidden, probs
 
 
@@ -129,7 +153,7 @@ class BertEncoder(nn.Module):
     def forward(
         self,
         hidden: torch.Tensor,
-        mask_bias: torch.Tensor | None,
+        mask: AttentionMask,
         kernel: str,
         output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
@@ -138,9 +162,9 @@ class BertEncoder(nn.Module):
         recompute = self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layer:
             if recompute:
-                hidden, probs = checkpoint(layer, hidden, mask_bias, kernel, use_reentrant=False)
+                hidden, probs = checkpoint(layer, hidden, mask, kernel, use_reentrant=False)
             else:
-                hidden, probs = layer(hidden, mask_bias, kernel)
+                hidden, probs = layer(hidden, mask, kernel)
             if all_hidden is not None:
                 all_hidden.append(hidden)
             if all_probs is not None:
@@ -180,19 +204,40 @@ class BertModel(PreTrainedModel):
     ) -> EncoderOutput:
         """input_ids, attention_mask, token_type_ids: (B, T). Padding is marked by attention_mask == 0.
 
+        Hidden states come back as (B, T, H) either way. At padding positions their values mean nothing:
+        the padded encoder computes them (as transformers does), the unpadded one (`config.unpad`) leaves zeros.
         Attention maps need the eager kernel; asking for them switches this call to it.
         """
         kernel = "eager" if output_attentions else self.config.attn_implementation
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, H)
-        mask_bias = padding_mask_bias(attention_mask, hidden.dtype)  # (B, 1, 1, T) or None
-        hidden, all_hidden, all_probs = self.encoder(hidden, mask_bias, kernel, output_hidden_states)
+        unpadded = self._unpadded(attention_mask, output_attentions)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, unpadded)  # (B, T, H), or (N, H)
+        mask = unpadded if unpadded is not None else padding_mask_bias(attention_mask, hidden.dtype)
+        hidden, all_hidden, all_probs = self.encoder(hidden, mask, kernel, output_hidden_states)
+        to_padded = partial(pad, u=unpadded) if unpadded is not None else _unchanged
+        hidden = to_padded(hidden)  # (B, T, H)
         pooled = self.pooler(hidden) if self.pooler is not None else None
         return EncoderOutput(
             last_hidden_state=hidden,
             pooler_output=pooled,
-            hidden_states=all_hidden,
+            hidden_states=tuple(map(to_padded, all_hidden)) if all_hidden is not None else None,
             attentions=all_probs if output_attentions else None,
         )
+
+    def _unpadded(self, attention_mask: torch.Tensor | None, output_attentions: bool) -> Unpadded | None:
+        """Where the real tokens are, if this call runs unpadded: as `config.unpad` says, or when it is None,
+        once the batch has AUTO_UNPAD_MIN_PADDING padding positions (on CPU, unpadding 32 texts of 8..256
+        tokens measured 1.2-1.6x faster; with a few padding positions it gains nothing).
+        Attention maps are (B, nH, T, T), so asking for them keeps the padded layout.
+        """
+        if output_attentions or attention_mask is None or self.config.unpad is False:
+            return None
+        if self.config.unpad is None and int((attention_mask == 0).sum()) < AUTO_UNPAD_MIN_PADDING:
+            return None
+        return unpad_input(attention_mask)
+
+
+def _unchanged(hidden: torch.Tensor) -> torch.Tensor:
+    return hidden
 
 
 def _tuple_or_none(items: list[torch.Tensor] | None) -> tuple[torch.Tensor, ...] | None:
