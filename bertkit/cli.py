@@ -176,7 +176,8 @@ def cmd_embed(args: argparse.Namespace) -> None:
     if empty:
         logger.warning("%s: %d empty lines; their rows hold the embedding of an empty text", args.input, empty)
     model, tokenizer, settings = _load_encoder(args)
-    vectors = embed(model, tokenizer, texts, settings, batch_size=args.batch_size, progress=not args.quiet)
+    vectors = embed(model, tokenizer, texts, settings, batch_size=args.batch_size, progress=not args.quiet,
+                    max_tokens=args.max_tokens)
     output = Path(args.output)
     with atomic_file(output) as tmp:
         with open(tmp, "wb") as f:
@@ -281,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="UTF-8 text file, one text per line")
     p.add_argument("--output", required=True, help=".npy file to write: float32 (lines, hidden_size), row i = line i")
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="also cap a batch at this many tokens, padding included: bounds memory on long texts")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_encoder_options(p)
     p.set_defaults(func=cmd_embed)

@@ -62,11 +62,23 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     raise ValueError(f"pooling={pooling!r} must be one of {POOLINGS}")
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length, longest first (memory peaks early, not late)."""
+def length_sorted_batches(lengths: Sequence[int], batch_size: int,
+                          max_tokens: int | None = None) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length, longest first (memory peaks early, not late).
+
+    A batch holds at most `batch_size` inputs and, with `max_tokens`, at most that many tokens once
+    padded to its longest member (but always at least one input): long texts come in smaller batches.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
+    batch: list[int] = []
+    for i in order:
+        longest = lengths[batch[0]] if batch else lengths[i]
+        if batch and (len(batch) == batch_size or (max_tokens is not None and (len(batch) + 1) * longest > max_tokens)):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 @torch.no_grad()
@@ -86,8 +98,9 @@ def embed(
     settings: EmbeddingSettings = EmbeddingSettings(),
     batch_size: int = 32,
     progress: bool = False,
+    max_tokens: int | None = None,
 ) -> np.ndarray:
-    """(N, H) float32 embeddings of `texts`, in input order."""
+    """(N, H) float32 embeddings of `texts`, in input order (batches: see `length_sorted_batches`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     encoded = tokenizer(list(texts), max_length=settings.max_length, padding=False, return_tensors=None)
@@ -98,7 +111,7 @@ def embed(
     out = np.empty((len(ids), model.config.hidden_size), dtype=np.float32)
     device = model.device
     with tqdm(total=len(ids), desc="embed", unit="text", disable=not progress) as bar:
-        for batch in length_sorted_batches([len(s) for s in ids], batch_size):
+        for batch in length_sorted_batches([len(s) for s in ids], batch_size, max_tokens):
             inputs = collate([{"input_ids": ids[i], "token_type_ids": [0] * len(ids[i])} for i in batch],
                              tokenizer.pad_token_id)
             attention_mask = inputs["attention_mask"].to(device)

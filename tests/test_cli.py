@@ -39,6 +39,20 @@ def test_length_sorting_restores_input_order(tiny_dir: Path) -> None:
         np.testing.assert_allclose(batched[i], alone[0], atol=1e-5, rtol=1e-5)
     batches = list(length_sorted_batches([3, 9, 1, 5], batch_size=2))
     assert batches == [[1, 3], [0, 2]]
+    np.testing.assert_allclose(embed(model, tokenizer, texts, settings, batch_size=4, max_tokens=12), batched,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_token_budget_batches() -> None:
+    lengths = [3, 9, 1, 5, 9, 2, 2, 7]
+    # 9+9 fit 20 tokens padded (2 x 9); 7 and 5 pad to 7 (2 x 7 = 14, a third would make 21)
+    assert list(length_sorted_batches(lengths, batch_size=8, max_tokens=20)) == [[1, 4], [7, 3], [0, 5, 6, 2]]
+    assert list(length_sorted_batches(lengths, batch_size=3, max_tokens=100)) == [[1, 4, 7], [3, 0, 5], [6, 2]]
+    assert list(length_sorted_batches([50, 4], batch_size=8, max_tokens=10)) == [[0], [1]]  # too long alone: still run
+    for budget in (1, 9, 13, 40):
+        batches = list(length_sorted_batches(lengths, batch_size=4, max_tokens=budget))
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        assert all(len(b) == 1 or len(b) * lengths[b[0]] <= budget for b in batches)
 
 
 def test_pooling_and_padding_values() -> None:
