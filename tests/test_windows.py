@@ -57,11 +57,11 @@ def test_long_texts_become_windows_whose_logits_are_averaged(classifier, caplog)
     records = [Record("a good film", None, "pos", 1), Record(long_text, None, "neg", 2)]
     with caplog.at_level(logging.WARNING, logger="bertkit"):
         features = encode(records, tokenizer, 16, {"neg": 0, "pos": 1}, "classification", "data.csv", stride=4)
-    assert "1 of 2 texts were longer than 16 tokens" in caplog.text
     content = tokenizer.encode(long_text)[1:-1]
+    spans = window_spans(len(content), 14, 4)
+    assert f"1 of 2 texts were longer than 16 tokens and were read as {len(spans)} overlapping windows" in caplog.text
     windows = [f for f in features if f["example"] == 1]
     assert len(windows) > 2 and all(len(f["input_ids"]) <= 16 and f["labels"] == 0 for f in windows)
-    spans = window_spans(len(content), 14, 4)
     assert [f["input_ids"][1:-1] for f in windows] == [content[s:e] for s, e in spans]
     assert all(f["input_ids"][0] == tokenizer.cls_token_id and f["input_ids"][-1] == tokenizer.sep_token_id
                for f in windows)
@@ -81,4 +81,9 @@ def test_predict_reads_long_texts_whole(classifier) -> None:
     long_text = "the cat sat on the mat and a big dog ran away " * 20
     assert len(tokenizer.encode(long_text)) > model.config.max_position_embeddings  # no window fits it all
     results = predict(model, tokenizer, [long_text, "good film"])
-    assert [set(r) for r in results] == [{"label", "score"}] * 2
+    # the saved window settings are used: the long text's result is its 16-token windows' mean logits
+    records = [Record(long_text, None, None, 1), Record("good film", None, None, 2)]
+    logits = torch.from_numpy(predict_logits(model, encode(records, tokenizer, 16, None, "classification", "x", 4), 0))
+    probs = logits.softmax(-1)
+    assert [r["label"] for r in results] == [model.config.id2label[int(i)] for i in probs.argmax(-1)]
+    assert [r["score"] for r in results] == pytest.approx(probs.max(-1).values.tolist(), abs=1e-6)

@@ -101,17 +101,17 @@ def _windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stride: in
              source: str) -> list[list[tuple[list[int], list[int]]]]:
     """Per text, its [CLS] window [SEP] inputs: one when it fits, overlapping windows when it does not."""
     encoded = tokenizer(texts, max_length=max_length, padding=False, truncation=False, return_tensors=None)
-    pieces, windowed = [], 0
+    pieces, windowed, windows = [], 0, 0
     for ids in encoded.input_ids:
         content = ids[1:-1]
         spans = window_spans(len(content), max_length - 2, stride)
-        windowed += len(spans) > 1
+        if len(spans) > 1:
+            windowed, windows = windowed + 1, windows + len(spans)
         pieces.append([([ids[0], *content[start:end], ids[-1]], [0] * (end - start + 2)) for start, end in spans])
     if windowed:
-        total = sum(len(p) for p in pieces)
         logger.warning("%s: %d of %d texts were longer than %d tokens and were read as %d overlapping windows "
                        "(stride %d); their predictions average the windows' logits",
-                       source, windowed, len(texts), max_length, total - len(texts) + windowed, stride)
+                       source, windowed, len(texts), max_length, windows, stride)
     return pieces
 
 
@@ -140,10 +140,8 @@ def predict_logits(model: BertForSequenceClassification, features: Sequence[Feat
     logits = np.empty((len(features), model.config.num_labels), dtype=np.float32)
     for batch, batch_logits in forward_batches(model, features, pad_token_id, batch_size):
         logits[batch] = batch_logits
-    owner = np.array([f.get("example", i) for i, f in enumerate(features)])
-    if len(features) and (owner == np.arange(len(features))).all():
-        return logits
-    count = owner.max() + 1 if len(features) else 0
+    owner = np.array([f.get("example", i) for i, f in enumerate(features)], dtype=np.int64)
+    count = int(owner.max()) + 1 if len(features) else 0
     summed = np.zeros((count, logits.shape[1]), dtype=np.float64)
     np.add.at(summed, owner, logits)
     return (summed / np.bincount(owner, minlength=count)[:, None]).astype(np.float32)
