@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -82,12 +82,21 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int,
 
 
 @torch.no_grad()
+def forward_outputs(model: torch.nn.Module, features: Sequence[Feature], pad_token_id: int, batch_size: int = 64,
+                    with_targets: bool = False) -> Iterator[tuple[list[int], Any]]:
+    """(indices, model output) over length-sorted batches of features: a task head's inference loop.
+    With `with_targets` the features' targets go in too, so the output carries the loss."""
+    for batch in length_sorted_batches([feature_length(f) for f in features], batch_size):
+        chosen = features if with_targets else [{k: f[k] for k in ("input_ids", "token_type_ids")} for f in features]
+        inputs = collate([chosen[i] for i in batch], pad_token_id)
+        yield batch, model(**{k: v.to(model.device) for k, v in inputs.items()})
+
+
 def forward_batches(model: torch.nn.Module, features: Sequence[Feature], pad_token_id: int,
                     batch_size: int = 64) -> Iterator[tuple[list[int], np.ndarray]]:
-    """(indices, float32 logits) over length-sorted batches of features: a task head's inference loop."""
-    for batch in length_sorted_batches([feature_length(f) for f in features], batch_size):
-        inputs = collate([{k: features[i][k] for k in ("input_ids", "token_type_ids")} for i in batch], pad_token_id)
-        yield batch, model(**{k: v.to(model.device) for k, v in inputs.items()}).logits.float().cpu().numpy()
+    """(indices, float32 logits) over length-sorted batches of features."""
+    for batch, out in forward_outputs(model, features, pad_token_id, batch_size):
+        yield batch, out.logits.float().cpu().numpy()
 
 
 @torch.inference_mode()

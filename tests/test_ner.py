@@ -92,7 +92,7 @@ def test_reassemble_takes_each_token_from_its_most_central_window() -> None:
     windows = [np.array([[100.0 * k + p] for p in range(start, end)]) for k, (start, end) in enumerate(spans)]
     owners = [0, 0, 0, 0, 0, 1, 1, 1, 2, 2]  # by hand: most context on the poorer side, first window on ties
     expected = np.array([[100.0 * k + p] for p, k in enumerate(owners)])
-    np.testing.assert_array_equal(ner.reassemble(spans, windows, 10), expected)
+    np.testing.assert_array_equal(ner.reassemble(spans, windows), expected)
 
 
 def token_local(model: BertForTokenClassification) -> BertForTokenClassification:

@@ -349,6 +349,11 @@ def test_predict_shapes_and_settings(random_model, tokenizer) -> None:
     for result, context in zip(results, [ZURICH, PEKING]):
         assert set(result) == {"answer", "start", "end", "score"} and 0 < result["score"] <= 1
         assert context[result["start"]:result["end"]] == result["answer"] != ""
+    # the saved settings were used: the same as passing them, not as the defaults
+    as_saved = QASettings(max_length=32, doc_stride=4, max_query_length=16)
+    assert results == qa.predict(model, tokenizer, ["who?", "北京?"], [ZURICH, PEKING], settings=as_saved)
+    assert results != qa.predict(model, tokenizer, ["who?", "北京?"], [ZURICH, PEKING], settings=QASettings(
+        max_length=64, doc_stride=4, max_query_length=16))
     with pytest.raises(ValueError, match="2 questions but 1 contexts"):
         qa.predict(model, tokenizer, ["a", "b"], ["c"])
     with pytest.raises(ValueError, match="doc_stride"):

@@ -176,12 +176,12 @@ def make_windows(pieces: list[Pieces], tokenizer: Tokenizer, settings: NerSettin
     """[CLS] window [SEP] features for every sentence: one when it fits, overlapping windows when not."""
     stride = settings.window_stride
     spans, features, windowed = [], [], 0
-    for n, p in enumerate(pieces):
+    for p in pieces:
         sentence_spans = window_spans(len(p.ids), settings.max_length - 2, stride)
         windowed += len(sentence_spans) > 1
         for start, end in sentence_spans:
             feature: Feature = {"input_ids": [tokenizer.cls_token_id, *p.ids[start:end], tokenizer.sep_token_id],
-                                "token_type_ids": [0] * (end - start + 2), "sentence": n}
+                                "token_type_ids": [0] * (end - start + 2)}
             if p.labels is not None:
                 feature["labels"] = [NO_LABEL, *p.labels[start:end], NO_LABEL]
             features.append(feature)
@@ -207,11 +207,11 @@ def window_logits(model: BertForTokenClassification, features: Sequence[Feature]
     return out
 
 
-def reassemble(spans: list[Span], windows: Sequence[np.ndarray], length: int) -> np.ndarray:
-    """(length, labels) logits of one sentence: each piece's row from the window where it is most central."""
+def reassemble(spans: list[Span], windows: Sequence[np.ndarray]) -> np.ndarray:
+    """(pieces, labels) logits of one sentence: each piece's row from the window where it is most central."""
     if len(spans) == 1:
         return windows[0]
-    owners = most_central_window(spans, length)
+    owners = most_central_window(spans, spans[-1][1])
     return np.stack([windows[w][position - spans[w][0]] for position, w in enumerate(owners)])
 
 
@@ -219,8 +219,8 @@ def sentence_logits(model: BertForTokenClassification, data: Encoded, pad_token_
     """Per sentence, (pieces, labels) logits, windows put back together."""
     per_window = window_logits(model, data.features, pad_token_id)
     result, first = [], 0
-    for p, spans in zip(data.pieces, data.spans):
-        result.append(reassemble(spans, per_window[first:first + len(spans)], len(p.ids)))
+    for spans in data.spans:
+        result.append(reassemble(spans, per_window[first:first + len(spans)]))
         first += len(spans)
     return result
 

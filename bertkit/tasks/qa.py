@@ -25,10 +25,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..batching import Feature, collate
+from ..batching import Feature
 from ..checkpoint import load_config
 from ..heads import BertForQuestionAnswering
-from ..infer import length_sorted_batches
+from ..infer import forward_outputs
 from ..metrics import squad_metrics
 from ..readers import QAExample, read_squad
 from ..tokenizer import Tokenizer
@@ -123,18 +123,18 @@ def encode(examples: Sequence[QAExample], tokenizer: Tokenizer, settings: QASett
         if targets and example.answers and not example.is_impossible:
             text, char_start = example.answers[0]
             answer = answer_token_span(offsets, char_start, char_start + len(text))
-            unreachable += answer is None or not any(s <= answer[0] and answer[1] < e for s, e in spans)
+        inside = [answer is not None and start <= answer[0] and answer[1] < end for start, end in spans]
+        unreachable += targets and bool(example.answers) and not example.is_impossible and not any(inside)
         context_start = len(question) + 2
-        for start, end in spans:
+        for (start, end), answer_inside in zip(spans, inside):
             feature: Feature = {
                 "input_ids": [cls_id, *question, sep_id, *ids[start:end], sep_id],
                 "token_type_ids": [0] * context_start + [1] * (end - start + 1),
                 "example": i, "window": (start, end), "context_start": context_start, "offsets": offsets[start:end],
             }
             if targets:
-                inside = answer is not None and start <= answer[0] and answer[1] < end
-                feature["start_positions"] = context_start + answer[0] - start if inside else 0
-                feature["end_positions"] = context_start + answer[1] - start if inside else 0
+                feature["start_positions"] = context_start + answer[0] - start if answer_inside else 0
+                feature["end_positions"] = context_start + answer[1] - start if answer_inside else 0
             features.append(feature)
     if cut:
         logger.warning("%s: %d of %d questions were longer than %d tokens and were cut", source, cut, len(examples),
@@ -194,10 +194,11 @@ def postprocess(examples: Sequence[QAExample], features: Sequence[Feature], star
             null_score = min(null_score, float(starts[0] + ends[0]))
             first, offsets, window_start = feature["context_start"], feature["offsets"], feature["window"][0]
             last = first + len(offsets) - 1
+            top_ends = _top(ends, n_best)
             for a in _top(starts, n_best):
                 if not first <= a <= last or owner[window_start + a - first] != w:
                     continue
-                for b in _top(ends, n_best):
+                for b in top_ends:
                     if a <= b <= last and b - a < max_answer_length:
                         candidates.append((float(starts[a] + ends[b]), offsets[a - first][0], offsets[b - first][1]))
         candidates = sorted(candidates, key=lambda c: -c[0])[:n_best]
@@ -224,9 +225,7 @@ def predict_logits(model: BertForQuestionAnswering, features: Sequence[Feature],
     starts: list[np.ndarray] = [np.empty(0)] * len(features)
     ends: list[np.ndarray] = [np.empty(0)] * len(features)
     loss_sum, with_targets = 0.0, bool(features) and "start_positions" in features[0]
-    for batch in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
-        inputs = collate([features[i] for i in batch], pad_token_id)
-        out = model(**{k: v.to(model.device) for k, v in inputs.items()})
+    for batch, out in forward_outputs(model, features, pad_token_id, batch_size, with_targets):
         if with_targets:
             loss_sum += float(out.loss) * len(batch)
         start_rows, end_rows = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
@@ -234,6 +233,12 @@ def predict_logits(model: BertForQuestionAnswering, features: Sequence[Feature],
             n = len(features[i]["input_ids"])
             starts[i], ends[i] = start_rows[row, :n], end_rows[row, :n]
     return starts, ends, loss_sum / len(features) if with_targets else None
+
+
+def _answers(examples: Sequence[QAExample], features: Sequence[Feature], starts: Sequence[np.ndarray],
+             ends: Sequence[np.ndarray], settings: QASettings) -> dict[str, dict[str, Any]]:
+    return postprocess(examples, features, starts, ends, settings.n_best, settings.max_answer_length,
+                       settings.version_2, settings.null_threshold)
 
 
 def references(examples: Sequence[QAExample]) -> dict[str, list[str]]:
@@ -245,8 +250,7 @@ def evaluate(model: BertForQuestionAnswering, examples: Sequence[QAExample], fea
              pad_token_id: int, settings: QASettings, batch_size: int = 64) -> dict[str, float]:
     """squad_metrics of the predicted answers (percent) plus the mean eval loss over features."""
     starts, ends, loss = predict_logits(model, features, pad_token_id, batch_size)
-    predictions = postprocess(examples, features, starts, ends, settings.n_best, settings.max_answer_length,
-                              settings.version_2, settings.null_threshold)
+    predictions = _answers(examples, features, starts, ends, settings)
     metrics = squad_metrics({qid: p["answer"] for qid, p in predictions.items()}, references(examples))
     return {**metrics, "loss": loss} if loss is not None else metrics
 
@@ -279,8 +283,7 @@ def predict(model: BertForQuestionAnswering, tokenizer: Tokenizer, questions: Se
     examples = [QAExample(str(i), q, c, [], False) for i, (q, c) in enumerate(zip(questions, contexts))]
     features = encode(examples, tokenizer, settings, targets=False)
     starts, ends, _ = predict_logits(model, features, tokenizer.pad_token_id, batch_size)
-    predictions = postprocess(examples, features, starts, ends, settings.n_best, settings.max_answer_length,
-                              settings.version_2, settings.null_threshold)
+    predictions = _answers(examples, features, starts, ends, settings)
     return [predictions[e.id] for e in examples]
 
 
