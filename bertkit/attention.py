@@ -60,6 +60,11 @@ def padding_mask_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype) -
     """
     if attention_mask is None or bool(attention_mask.all()):
         return None
+    return mask_bias(attention_mask, dtype)
+
+
+def mask_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, T) 1/0 mask -> (B, 1, 1, T): 0 on real keys, the dtype's minimum on padding."""
     keep = attention_mask[:, None, None, :].to(dtype)  # (B, 1, 1, T)
     return (1.0 - keep) * torch.finfo(dtype).min
 
@@ -84,8 +89,9 @@ def varlen_attention(
         max_len = unpadded.max_seqlen
         return varlen_attn(query, key, value, unpadded.cu_seqlens, unpadded.cu_seqlens, max_len, max_len)
     query, key, value = (pad(x, unpadded).transpose(1, 2) for x in (query, key, value))  # (B, nH, T, dH)
-    mask_bias = padding_mask_bias(unpadded.attention_mask, query.dtype)
-    context, _ = ATTENTION_KERNELS[kernel](query, key, value, mask_bias, dropout_p)  # (B, nH, T, dH)
+    # An unpadded batch has padding (that is why it was unpadded): no need to check the mask on the host.
+    bias = mask_bias(unpadded.attention_mask, query.dtype)
+    context, _ = ATTENTION_KERNELS[kernel](query, key, value, bias, dropout_p)  # (B, nH, T, dH)
     return unpad(context.transpose(1, 2), unpadded)
 
 

@@ -192,6 +192,13 @@ def load_config(directory: str | os.PathLike, **overrides: Any) -> BertConfig:
     return config.replace(**overrides) if overrides else config
 
 
+def check_max_length(directory: str | os.PathLike, max_length: int) -> None:
+    """Refuse, before any file is written, inputs longer than the model's position table."""
+    positions = load_config(directory).max_position_embeddings
+    if max_length > positions:
+        raise ValueError(f"max_length={max_length} exceeds the model's max_position_embeddings={positions}")
+
+
 def save_model(
     model: PreTrainedModel, directory: str | os.PathLike, tokenizer: SavesPretrained | None = None
 ) -> Path:

@@ -156,9 +156,10 @@ class BertEncoder(nn.Module):
         mask: AttentionMask,
         kernel: str,
         output_hidden_states: bool = False,
+        output_attentions: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
         all_hidden = [hidden] if output_hidden_states else None
-        all_probs = [] if kernel == "eager" else None
+        all_probs = [] if output_attentions else None  # (B, nH, T, T) per layer: kept only when asked for
         recompute = self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layer:
             if recompute:
@@ -212,7 +213,7 @@ class BertModel(PreTrainedModel):
         unpadded = self._unpadded(attention_mask, output_attentions)
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, unpadded)  # (B, T, H), or (N, H)
         mask = unpadded if unpadded is not None else padding_mask_bias(attention_mask, hidden.dtype)
-        hidden, all_hidden, all_probs = self.encoder(hidden, mask, kernel, output_hidden_states)
+        hidden, all_hidden, all_probs = self.encoder(hidden, mask, kernel, output_hidden_states, output_attentions)
         to_padded = partial(pad, u=unpadded) if unpadded is not None else _unchanged
         hidden = to_padded(hidden)  # (B, T, H)
         pooled = self.pooler(hidden) if self.pooler is not None else None
@@ -220,7 +221,7 @@ class BertModel(PreTrainedModel):
             last_hidden_state=hidden,
             pooler_output=pooled,
             hidden_states=tuple(map(to_padded, all_hidden)) if all_hidden is not None else None,
-            attentions=all_probs if output_attentions else None,
+            attentions=all_probs,
         )
 
     def _unpadded(self, attention_mask: torch.Tensor | None, output_attentions: bool) -> Unpadded | None:

@@ -78,7 +78,8 @@ def test_bad_input_is_named_and_nothing_is_written(tiny_dir: Path, data, tmp_pat
     out = tmp_path / "never"
     bad_label = write_csv(tmp_path / "bad_dev.csv", [("good film", "pos"), ("bad film", "meh")])
     assert main(finetune_args(tiny_dir, train, bad_label, out)) == 2
-    assert "bad_dev.csv, line 3" in capsys.readouterr().err and "'meh'" not in "" and not out.exists()
+    err = capsys.readouterr().err
+    assert "bad_dev.csv, line 3: label 'meh' was not seen in the training data" in err and not out.exists()
 
     empty_text = write_csv(tmp_path / "empty.csv", [("good film", "pos"), ("  ", "neg")])
     assert main(finetune_args(tiny_dir, empty_text, dev, out)) == 2
@@ -96,6 +97,10 @@ def test_bad_input_is_named_and_nothing_is_written(tiny_dir: Path, data, tmp_pat
 
     assert main(finetune_args(tiny_dir, train, tmp_path / "missing.csv", out)) == 2
     assert "missing.csv" in capsys.readouterr().err and not out.exists()
+
+    assert main(finetune_args(tiny_dir, train, dev, out, "--max-length", "128")) == 2
+    assert "max_length=128 exceeds the model's max_position_embeddings=64" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_existing_output_needs_overwrite(tiny_dir: Path, data, tmp_path: Path, capsys) -> None:

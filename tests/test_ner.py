@@ -228,7 +228,7 @@ def test_bad_input_raises_before_anything_is_written(tiny_dir: Path, tmp_path: P
         ner.finetune(tiny_dir, FIXTURES / "malformed.conll", None, args, max_length=12)
     with pytest.raises(DataError, match=r"unknown_tag\.conll: line 6: tag 'B-FOOD' does not occur in the training"):
         ner.finetune(tiny_dir, train, FIXTURES / "unknown_tag.conll", args, max_length=12)
-    with pytest.raises(ValueError, match="more than the model's 64 positions"):
+    with pytest.raises(ValueError, match="max_length=128 exceeds the model's max_position_embeddings=64"):
         ner.finetune(tiny_dir, train, None, args, max_length=128)
     with pytest.raises(ValueError, match="stride 10 must be"):
         ner.finetune(tiny_dir, train, None, args, max_length=12, stride=10)

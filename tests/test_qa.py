@@ -445,7 +445,7 @@ def test_bad_input_raises_before_the_output_directory_exists(tiny_dir: Path, tmp
     where = r"data\[0\].paragraphs\[2\].qas\[0\].answers\[0\]"
     with pytest.raises(DataError, match=rf"misaligned.json: {where}: answer_start 999"):
         qa.finetune(tiny_dir, good, misaligned, train_args(out), **WINDOW)
-    with pytest.raises(ValueError, match="exceeds the model's 64 position embeddings"):
+    with pytest.raises(ValueError, match="exceeds the model's max_position_embeddings=64"):
         qa.finetune(tiny_dir, good, None, train_args(out), max_length=128, doc_stride=8)
     with pytest.raises(ValueError, match=r"good.json: data\[0\].paragraphs\[\d+\].qas\[0\]: an impossible"):
         qa.finetune(tiny_dir, good, None, train_args(out), version_2=False, **WINDOW)

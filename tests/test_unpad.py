@@ -244,17 +244,22 @@ def test_unpadded_bert_model_matches_transformers_on_real_positions(tmp_path) ->
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_flash_varlen_kernel_on_gpu_matches_padded(dtype: torch.dtype) -> None:
+def test_flash_varlen_kernel_on_gpu_matches_padded(dtype: torch.dtype, monkeypatch) -> None:
     torch.manual_seed(0)
     config = tiny_config(hidden_size=64, num_attention_heads=4, max_position_embeddings=128)
     model = bertkit.BertModel(config).to("cuda", dtype).eval()
     ids, mask, types = (t.cuda() for t in random_batch(config, batch=8, seq=100))
     if not _flash_varlen_runs(torch.empty(1, device="cuda", dtype=dtype), 0.0):
         pytest.skip("FlashAttention varlen does not run on this GPU")
+    calls = []
+    flash = bertkit.attention.varlen_attn
+    monkeypatch.setattr(bertkit.attention, "varlen_attn", lambda *a, **k: calls.append(1) or flash(*a, **k))
     with torch.no_grad():
         model.config.unpad = False
         padded = model(ids, mask, types)
         model.config.unpad = True
         unpadded = model(ids, mask, types)
-    assert_close(unpadded.last_hidden_state, padded.last_hidden_state, atol=2e-2, rtol=2e-2)
+    assert len(calls) == config.num_hidden_layers  # the flash kernel ran, not the re-padding fallback
+    real = mask.bool()  # padding positions hold zeros unpadded, meaningless values padded
+    assert_close(unpadded.last_hidden_state[real], padded.last_hidden_state[real], atol=2e-2, rtol=2e-2)
     assert_close(unpadded.pooler_output, padded.pooler_output, atol=2e-2, rtol=2e-2)

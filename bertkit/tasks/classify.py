@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..batching import Feature, collate_labels
+from ..checkpoint import check_max_length
 from ..heads import BertForSequenceClassification
 from ..infer import forward_batches
 from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
@@ -205,6 +206,7 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     id2label = build_labels(train_records, kind)
     label2id = {name: i for i, name in id2label.items()}
     tokenizer = Tokenizer.from_pretrained(model_dir)
+    check_max_length(model_dir, max_length)
     stride = max_length // 4 if stride is None else stride
     train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file), stride)
     eval_features = (encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file), stride)

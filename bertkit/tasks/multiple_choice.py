@@ -32,13 +32,6 @@ logger = logging.getLogger("bertkit")
 TASK = "multiple-choice"
 
 
-def check_max_length(model_dir: str | os.PathLike, max_length: int) -> None:
-    """Refuse, before any file is written, sequences longer than the model's position table."""
-    positions = checkpoint.load_config(model_dir).max_position_embeddings
-    if max_length > positions:
-        raise ValueError(f"max_length={max_length} exceeds the model's max_position_embeddings={positions}")
-
-
 def default_max_length(model: BertForMultipleChoice, tokenizer: Tokenizer) -> int:
     """The fine-tuning max_length saved with the model, else as long as both tokenizer and model allow."""
     saved = model.config.extra.get("bertkit") or {}
@@ -124,7 +117,7 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     # Read and check everything before a model is loaded or a file written.
     train_examples = read_multiple_choice(train_file, context_column=context_column)
     eval_examples = read_multiple_choice(eval_file, context_column=context_column) if eval_file else []
-    check_max_length(model_dir, max_length)
+    checkpoint.check_max_length(model_dir, max_length)
     tokenizer = Tokenizer.from_pretrained(model_dir)
     train_features = encode(train_examples, tokenizer, max_length, str(train_file))
     eval_features = encode(eval_examples, tokenizer, max_length, str(eval_file)) if eval_examples else []

@@ -72,7 +72,7 @@ class NerSettings:
 def check_window(settings: NerSettings, max_positions: int) -> None:
     """Reject a max_length/stride the model cannot take, before any work is done."""
     if settings.max_length > max_positions:
-        raise ValueError(f"max_length {settings.max_length} is more than the model's {max_positions} positions")
+        raise ValueError(f"max_length={settings.max_length} exceeds the model's max_position_embeddings={max_positions}")
     window_spans(0, settings.max_length - 2, settings.window_stride)  # raises on a window too small or a bad stride
 
 

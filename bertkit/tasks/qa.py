@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..batching import Feature
-from ..checkpoint import load_config
+from ..checkpoint import check_max_length
 from ..heads import BertForQuestionAnswering
 from ..infer import forward_outputs
 from ..metrics import squad_metrics
@@ -305,9 +305,7 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
         raise ValueError(f"{train_file}: {first.where}: an impossible (SQuAD 2.0) question, but version_2=False")
     settings = QASettings(max_length, doc_stride, max_query_length, version_2, max_answer_length, n_best,
                           null_threshold)
-    positions = load_config(model_dir).max_position_embeddings
-    if max_length > positions:
-        raise ValueError(f"max_length {max_length} exceeds the model's {positions} position embeddings")
+    check_max_length(model_dir, max_length)
     tokenizer = Tokenizer.from_pretrained(model_dir)
     train_features = encode(train_examples, tokenizer, settings, source=str(train_file))
     if eval_examples:

@@ -43,7 +43,6 @@ from ..pretrained import PreTrainedModel
 from ..readers import DataError, Record, read_table
 from ..tokenizer import Tokenizer
 from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything
-from .multiple_choice import check_max_length
 from .classify import Columns
 
 logger = logging.getLogger("bertkit")
@@ -425,7 +424,7 @@ def finetune(
     if given_range:  # a score outside a range the user gave (validated by SimilaritySettings) is an error
         for records, scores in ((train_records, train_scores), (eval_records, eval_scores)):
             check_range(records, scores or [], score_range, columns.label)
-    check_max_length(model_dir, max_length)
+    checkpoint.check_max_length(model_dir, max_length)
     tokenizer = Tokenizer.from_pretrained(model_dir)
     train_features = encode(train_records, tokenizer, settings, train_scores, str(train_file))
     prepare_output_dir(args, is_main=int(os.environ.get("RANK", "0")) == 0)
