@@ -97,8 +97,11 @@ def distributed_context() -> tuple[int, int, torch.device]:
     return rank, world_size, device
 
 
-def prepare_output_dir(args: TrainArgs, is_main: bool) -> None:
-    """Refuse to clobber a user's directory; check a resume point exists. Runs before any training."""
+def prepare_output_dir(args: TrainArgs, is_main: bool | None = None) -> None:
+    """Refuse to clobber a user's directory; check a resume point exists. Runs before any training.
+    Only the main process (rank 0 under torchrun, the default) creates or clears the directory."""
+    if is_main is None:
+        is_main = int(os.environ.get("RANK", "0")) == 0
     out = Path(args.output_dir)
     if args.resume:
         if not (out / CHECKPOINT_DIR / STATE_FILE).is_file():
@@ -111,6 +114,10 @@ def prepare_output_dir(args: TrainArgs, is_main: bool) -> None:
             shutil.rmtree(out)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+
+
+def warn_no_eval_data() -> None:
+    logger.warning("no --eval data: the model of the last step is kept and metrics are training-set metrics")
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

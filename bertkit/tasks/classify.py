@@ -8,7 +8,6 @@ targets (or say `problem_type="regression"`).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +23,7 @@ from ..metrics import classification_metrics, multilabel_metrics, regression_met
 from ..readers import DataError, Record, infer_label_kind, read_table
 from ..tokenizer import Tokenizer
 from ..windows import window_spans
-from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything
+from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything, warn_no_eval_data
 
 logger = logging.getLogger("bertkit")
 
@@ -211,14 +210,14 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file), stride)
     eval_features = (encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file), stride)
                      if eval_records else [])
-    prepare_output_dir(args, is_main=int(os.environ.get("RANK", "0")) == 0)
+    prepare_output_dir(args)
 
     seed_everything(args.seed)  # the new classifier's initialisation
     model = BertForSequenceClassification.from_pretrained(
         model_dir, id2label=id2label, problem_type=PROBLEM_TYPES[kind], attn_implementation="sdpa")
     model.config.extra["bertkit"] = {"task": "classify", "max_length": max_length, "stride": stride}
     if not eval_features:
-        logger.warning("no --eval data: the model of the last step is kept and metrics are training-set metrics")
+        warn_no_eval_data()
         eval_features = train_features
     args.metric, args.greater_is_better = BEST_METRIC[kind], True
     logger.info("%s: %d training examples, %d labels (%s)", train_file, len(train_features), len(id2label), kind)

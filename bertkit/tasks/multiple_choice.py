@@ -25,7 +25,7 @@ from ..infer import forward_batches
 from ..metrics import accuracy
 from ..readers import MultipleChoiceExample, read_multiple_choice
 from ..tokenizer import Tokenizer
-from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything
+from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything, warn_no_eval_data
 
 logger = logging.getLogger("bertkit")
 
@@ -121,13 +121,13 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     tokenizer = Tokenizer.from_pretrained(model_dir)
     train_features = encode(train_examples, tokenizer, max_length, str(train_file))
     eval_features = encode(eval_examples, tokenizer, max_length, str(eval_file)) if eval_examples else []
-    prepare_output_dir(args, is_main=int(os.environ.get("RANK", "0")) == 0)
+    prepare_output_dir(args)
 
     seed_everything(args.seed)  # the new scoring layer's initialisation
     model = BertForMultipleChoice.from_pretrained(model_dir, attn_implementation="sdpa")
     model.config.extra["bertkit"] = {"task": TASK, "max_length": max_length, "context_column": context_column}
     if not eval_features:
-        logger.warning("no --eval data: the model of the last step is kept and metrics are training-set metrics")
+        warn_no_eval_data()
         eval_features = train_features
     args.metric, args.greater_is_better = "accuracy", True
     logger.info("%s: %d training examples, %d choices each", train_file, len(train_features),

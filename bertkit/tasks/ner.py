@@ -32,7 +32,7 @@ from ..infer import forward_batches
 from ..metrics import entity_scores, get_entities
 from ..readers import DataError, Sentence, read_conll
 from ..tokenizer import Tokenizer
-from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything
+from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything, warn_no_eval_data
 from ..windows import Span, most_central_window, window_spans
 
 logger = logging.getLogger("bertkit")
@@ -330,12 +330,12 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
         eval_data = encode_words([s.tokens for s in dev], tokenizer, settings, str(eval_file), [s.tags for s in dev],
                                  label2id)
     else:
-        logger.warning("no --eval data: the model of the last step is kept and metrics are training-set metrics")
+        warn_no_eval_data()
         dev, eval_data = train, train_data
     # A window whose pieces are all unlabelled (say, the middle of one very long word) teaches
     # nothing, and a batch of only such windows would make the mean loss 0/0.
     train_features = [f for f in train_data.features if any(label != NO_LABEL for label in f["labels"])]
-    prepare_output_dir(args, is_main=int(os.environ.get("RANK", "0")) == 0)
+    prepare_output_dir(args)
 
     seed_everything(args.seed)  # the new classifier's initialisation
     model = BertForTokenClassification.from_pretrained(model_dir, id2label=id2label, attn_implementation="sdpa")

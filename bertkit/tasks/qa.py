@@ -32,7 +32,7 @@ from ..infer import forward_outputs
 from ..metrics import squad_metrics
 from ..readers import QAExample, read_squad
 from ..tokenizer import Tokenizer
-from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything
+from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything, warn_no_eval_data
 from ..windows import Span, most_central_window, window_spans
 
 logger = logging.getLogger("bertkit")
@@ -312,9 +312,9 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
         _warn_if_v2_data(eval_examples, settings, str(eval_file))
         eval_features = encode(eval_examples, tokenizer, settings, source=str(eval_file))
     else:
-        logger.warning("no --eval data: the model of the last step is kept and metrics are training-set metrics")
+        warn_no_eval_data()
         eval_examples, eval_features = train_examples, train_features
-    prepare_output_dir(args, is_main=int(os.environ.get("RANK", "0")) == 0)
+    prepare_output_dir(args)
 
     seed_everything(args.seed)  # the new qa_outputs layer's initialisation
     model = BertForQuestionAnswering.from_pretrained(model_dir, attn_implementation="sdpa")

@@ -42,7 +42,7 @@ from ..model import BertModel
 from ..pretrained import PreTrainedModel
 from ..readers import DataError, Record, read_table
 from ..tokenizer import Tokenizer
-from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything
+from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything, warn_no_eval_data
 from .classify import Columns
 
 logger = logging.getLogger("bertkit")
@@ -119,7 +119,17 @@ def cosine_loss(a: torch.Tensor, b: torch.Tensor, targets: torch.Tensor) -> torc
 def contrastive_loss(a: torch.Tensor, b: torch.Tensor, scale: float = 20.0, symmetric: bool = False) -> torch.Tensor:
     """sentence-transformers' MultipleNegativesRankingLoss: b_i is a_i's answer among all b_j
     (symmetric: also a_i is b_i's among all a_j; the two cross-entropies are averaged)."""
-    logits = scale * F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T  # (B, B)
+    return ranking_loss(cosine_matrix(a, b), scale, symmetric)
+
+
+def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, M) cosine similarity of every a_i with every b_j."""
+    return F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+
+
+def ranking_loss(similarities: torch.Tensor, scale: float, symmetric: bool) -> torch.Tensor:
+    """Cross-entropy of picking column i for row i among all columns of scale * similarities."""
+    logits = scale * similarities
     targets = torch.arange(logits.size(0), device=logits.device)
     loss = F.cross_entropy(logits, targets)
     if symmetric:
@@ -361,9 +371,9 @@ def evaluate(model: BiEncoder, tokenizer: Tokenizer, records: Sequence[Record], 
             targets = torch.tensor([settings.scaled(s) for s in scores])
             metrics = {"loss": float(cosine_loss(a, b, targets)), **metrics}
         return metrics
-    similarities = (F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T).numpy()
-    loss = float(contrastive_loss(a, b, settings.scale, settings.symmetric))
-    return {"loss": loss, **retrieval_metrics(similarities)}
+    similarities = cosine_matrix(a, b)  # (N, N): built once for the loss and the ranks
+    loss = float(ranking_loss(similarities, settings.scale, settings.symmetric))
+    return {"loss": loss, **retrieval_metrics(similarities.numpy())}
 
 
 def evaluate_file(model: BiEncoder, tokenizer: Tokenizer, data_file: str | os.PathLike, columns: Columns = Columns(),
@@ -427,12 +437,12 @@ def finetune(
     checkpoint.check_max_length(model_dir, max_length)
     tokenizer = Tokenizer.from_pretrained(model_dir)
     train_features = encode(train_records, tokenizer, settings, train_scores, str(train_file))
-    prepare_output_dir(args, is_main=int(os.environ.get("RANK", "0")) == 0)
+    prepare_output_dir(args)
 
     seed_everything(args.seed)  # weights the checkpoint lacks, if any, are initialised reproducibly
     model = BiEncoder.from_pretrained(model_dir, settings=settings, attn_implementation="sdpa")
     if not eval_records:
-        logger.warning("no --eval data: the model of the last step is kept and metrics are training-set metrics")
+        warn_no_eval_data()
         eval_records, eval_scores = train_records, train_scores
     args.metric, args.greater_is_better = ("spearman" if is_scored(eval_scores) else "mrr"), True
     logger.info("%s: %d pairs, %s loss, %s pooling", train_file, len(train_features), loss, pooling)
