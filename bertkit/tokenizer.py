@@ -424,6 +424,19 @@ _TRUNCATION_STRATEGIES: dict[Any, str | None] = {
 }
 
 
+def _batch_encoding(encodings: list[Encoding], offsets: bool, word_ids: bool, num_truncated: int) -> BatchEncoding:
+    """The encodings as lists, with the alignment that was asked for."""
+    return BatchEncoding(
+        input_ids=[e.ids for e in encodings],
+        attention_mask=[e.attention_mask for e in encodings],
+        token_type_ids=[e.type_ids for e in encodings],
+        offsets=[e.offsets for e in encodings] if offsets else None,
+        word_ids=[e.word_ids for e in encodings] if word_ids else None,
+        sequence_ids=[_sequence_ids(e) for e in encodings] if offsets or word_ids else None,
+        num_truncated=num_truncated,
+    )
+
+
 class Tokenizer:
     """BERT WordPiece tokenizer with the ids of the original BERT tokenizer.
 
@@ -620,8 +633,10 @@ class Tokenizer:
         truncation: str | None,
         max_length: int | None,
         pad_to: int | None | Literal[False],
+        is_pretokenized: bool = False,
     ) -> tuple[list[Encoding], int]:
-        """Encode a batch with the Rust batch encoder; returns (encodings, how many were cut)."""
+        """Encode a batch with the Rust batch encoder; returns (encodings, how many were cut).
+        With `is_pretokenized` each input is a list of words."""
         is_pair = bool(inputs) and isinstance(inputs[0], tuple)
         specials = self._backend.num_special_tokens_to_add(is_pair) if add_special_tokens else 0
         if truncation is not None:
@@ -654,7 +669,8 @@ class Tokenizer:
                     direction="right", pad_id=self.pad_token_id, pad_type_id=0, pad_token=PAD, length=pad_to
                 )
             try:
-                encodings = self._backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+                encodings = self._backend.encode_batch(inputs, add_special_tokens=add_special_tokens,
+                                                       is_pretokenized=is_pretokenized)
             except Exception as exc:  # tokenizers raises a bare Exception
                 raise ValueError(f"cannot truncate with {truncation!r} to max_length={max_length}: {exc}") from exc
             return encodings, sum(1 for e in encodings if e.overflowing)
@@ -734,13 +750,9 @@ class Tokenizer:
         encodings, num_truncated = self._encode(
             inputs, add_special_tokens=True, truncation=strategy, max_length=max_length, pad_to=pad_to
         )
-        columns = {
-            "input_ids": [e.ids for e in encodings],
-            "attention_mask": [e.attention_mask for e in encodings],
-            "token_type_ids": [e.type_ids for e in encodings],
-        }
+        encoded = _batch_encoding(encodings, return_offsets, return_word_ids, num_truncated)
         if return_tensors == "pt":
-            lengths = {len(row) for row in columns["input_ids"]}
+            lengths = {len(row) for row in encoded.input_ids}
             if len(lengths) > 1:
                 raise ValueError(
                     f"sequences have different lengths ({min(lengths)}..{max(lengths)}); "
@@ -748,15 +760,9 @@ class Tokenizer:
                 )
             import torch
 
-            columns = {k: torch.tensor(v, dtype=torch.long) for k, v in columns.items()}
-        want_alignment = return_offsets or return_word_ids
-        return BatchEncoding(
-            **columns,
-            offsets=[e.offsets for e in encodings] if return_offsets else None,
-            word_ids=[e.word_ids for e in encodings] if return_word_ids else None,
-            sequence_ids=[_sequence_ids(e) for e in encodings] if want_alignment else None,
-            num_truncated=num_truncated,
-        )
+            encoded = dataclasses.replace(encoded, **{k: torch.tensor(encoded[k], dtype=torch.long)
+                                                      for k in _MODEL_INPUTS})
+        return encoded
 
     def encode_words(self, batch: Sequence[Sequence[str]]) -> BatchEncoding:
         """Encode sentences already split into words (CoNLL tokens) as ``[CLS] pieces [SEP]`` lists.
@@ -775,18 +781,9 @@ class Tokenizer:
             if isinstance(words, str):  # a sentence given as one string: ambiguous, refuse it
                 raise TypeError(f"batch[{i}] must be a sequence of words, got a str")
             sentences.append(_as_batch(words, f"batch[{i}]"))
-        with self._lock:
-            self._backend.no_truncation()
-            self._backend.no_padding()
-            encodings = self._backend.encode_batch(sentences, is_pretokenized=True, add_special_tokens=True)
-        return BatchEncoding(
-            input_ids=[e.ids for e in encodings],
-            attention_mask=[e.attention_mask for e in encodings],
-            token_type_ids=[e.type_ids for e in encodings],
-            offsets=[e.offsets for e in encodings],
-            word_ids=[e.word_ids for e in encodings],
-            sequence_ids=[_sequence_ids(e) for e in encodings],
-        )
+        encodings, _ = self._encode(sentences, add_special_tokens=True, truncation=None, max_length=None,
+                                    pad_to=False, is_pretokenized=True)
+        return _batch_encoding(encodings, offsets=True, word_ids=True, num_truncated=0)
 
     # ---- decoding and vocabulary -------------------------------------------
 
