@@ -80,7 +80,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 def task_of(model_dir: Path) -> str:
     """The task a fine-tuned directory was trained for (config.json's "bertkit" entry, else its head)."""
     config = checkpoint.load_config(model_dir)
-    saved = (config.extra.get("bertkit") or {}).get("task")
+    saved = (config.extra.get("bertkit") or {}).get("task")  # the task name itself, whichever it is
     if saved in TASKS:
         return saved
     architecture = (config.extra.get("architectures") or ["?"])[0]

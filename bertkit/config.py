@@ -118,6 +118,12 @@ class BertConfig:
             raise ConfigError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
+    def task_settings(self, task: str) -> dict[str, Any]:
+        """What `bertkit finetune TASK` saved under config.json's "bertkit" key (without "task"), or {}
+        for a model fine-tuned for another task or not by bertkit."""
+        saved = dict(self.extra.get("bertkit") or {})
+        return saved if saved.pop("task", None) == task else {}
+
     def replace(self, **changes: Any) -> BertConfig:
         """A copy with some fields changed (labels included: derived fields are recomputed)."""
         if "id2label" in changes or "num_labels" in changes:

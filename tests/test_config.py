@@ -304,3 +304,10 @@ def test_real_minilm_config_loads():
     original = json.loads(path.read_text())
     data = config.to_dict()
     assert all(data[k] == v for k, v in original.items())
+
+
+def test_task_settings_are_read_for_their_task_only() -> None:
+    config = BertConfig(extra={"bertkit": {"task": "ner", "max_length": 12, "stride": 3}})
+    assert config.task_settings("ner") == {"max_length": 12, "stride": 3}
+    assert config.task_settings("qa") == {} and BertConfig().task_settings("ner") == {}
+    assert config.extra["bertkit"]["task"] == "ner"  # reading leaves the config as it was

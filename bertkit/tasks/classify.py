@@ -157,7 +157,7 @@ def example_labels(features: Sequence[Feature]) -> list[Any]:
 
 def window_settings(model: BertForSequenceClassification, max_length: int | None) -> tuple[int, int]:
     """(max_length, stride) for inference: as given, else as trained, else 512 tokens with a quarter overlap."""
-    saved = model.config.extra.get("bertkit") or {}
+    saved = model.config.task_settings("classify")
     if max_length is None:
         max_length = int(saved.get("max_length", min(512, model.config.max_position_embeddings)))
         return max_length, int(saved.get("stride", max_length // 4))

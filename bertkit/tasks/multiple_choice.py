@@ -34,8 +34,8 @@ TASK = "multiple-choice"
 
 def default_max_length(model: BertForMultipleChoice, tokenizer: Tokenizer) -> int:
     """The fine-tuning max_length saved with the model, else as long as both tokenizer and model allow."""
-    saved = model.config.extra.get("bertkit") or {}
-    if saved.get("task") == TASK:
+    saved = model.config.task_settings(TASK)
+    if saved:
         return saved["max_length"]
     return min(tokenizer.model_max_length, model.config.max_position_embeddings)
 
@@ -85,7 +85,7 @@ def evaluate(model: BertForMultipleChoice, features: Sequence[Feature], pad_toke
 def evaluate_file(model: BertForMultipleChoice, tokenizer: Tokenizer, data_file: str | os.PathLike, *,
                   max_length: int | None = None, context_column: str | None = None) -> dict[str, float]:
     """`evaluate` on a SWAG-style file, with the model's saved max_length and context column by default."""
-    saved = model.config.extra.get("bertkit") or {}
+    saved = model.config.task_settings(TASK)
     examples = read_multiple_choice(data_file, context_column=context_column or saved.get("context_column", "context"))
     features = encode(examples, tokenizer, max_length or default_max_length(model, tokenizer), str(data_file))
     return {"examples": len(examples), **evaluate(model, features, tokenizer.pad_token_id)}

@@ -61,7 +61,7 @@ class NerSettings:
     @classmethod
     def of(cls, model: BertForTokenClassification, max_length: int | None = None) -> NerSettings:
         """The settings saved with `model` (defaults for a model bertkit did not fine-tune), max_length overridden."""
-        saved = {k: v for k, v in model.config.extra.get("bertkit", {}).items() if k in cls.__dataclass_fields__}
+        saved = {k: v for k, v in model.config.task_settings("ner").items() if k in cls.__dataclass_fields__}
         settings = cls(**saved)
         if max_length is not None:
             settings.max_length = max_length

@@ -64,7 +64,7 @@ class QASettings:
     @classmethod
     def from_model(cls, model: BertForQuestionAnswering, **overrides: Any) -> QASettings:
         """The settings the model was trained with (config.json's "bertkit"), then `overrides` not None."""
-        saved = model.config.extra.get("bertkit") or {}
+        saved = model.config.task_settings("qa")
         names = {f.name for f in fields(cls)}
         unknown = set(overrides) - names
         if unknown:

@@ -90,8 +90,8 @@ class SimilaritySettings:
     @classmethod
     def from_config(cls, config: BertConfig) -> SimilaritySettings | None:
         """The settings a bertkit similarity fine-tune saved, or None for any other model."""
-        saved = dict(config.extra.get("bertkit") or {})
-        if saved.pop("task", None) != TASK:
+        saved = config.task_settings(TASK)
+        if not saved:
             return None
         if saved.get("score_range") is not None:
             saved["score_range"] = tuple(saved["score_range"])
