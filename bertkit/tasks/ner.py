@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -125,6 +126,7 @@ class Pieces:
     offsets: list[tuple[int, int]]  # character span of each piece (in the raw text, or inside its word)
     labels: list[int] | None = None  # per piece, NO_LABEL where the loss ignores it
 
+    @cached_property
     def word_ranges(self) -> list[tuple[int, int] | None]:
         """Per word, the positions of its first and last piece; None for a word without pieces."""
         ranges: list[tuple[int, int] | None] = [None] * self.num_words
@@ -230,7 +232,7 @@ def word_tags(logits: np.ndarray, pieces: Pieces, id2label: dict[int, str]) -> t
     zero-width characters) was never seen by the model: it is tagged O (probability 1)."""
     probs = torch.from_numpy(logits).softmax(-1).numpy() if len(logits) else logits
     tags, scores = [], []
-    for span in pieces.word_ranges():
+    for span in pieces.word_ranges:
         if span is None:
             tags.append("O")
             scores.append(1.0)
@@ -268,7 +270,7 @@ def predict(model: BertForTokenClassification, tokenizer: Tokenizer, texts: Sequ
     data = encode_texts(texts, tokenizer, NerSettings.of(model, max_length))
     results = []
     for text, p, (tags, scores) in zip(texts, data.pieces, _decode(model, data, tokenizer.pad_token_id)[1]):
-        ranges = p.word_ranges()
+        ranges = p.word_ranges
         entities = []
         for type_, first, last in get_entities(tags):  # entity words are never O, so they all have pieces
             start, end = p.offsets[ranges[first][0]][0], p.offsets[ranges[last][1]][1]
