@@ -313,9 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace files that differ")
     p.set_defaults(func=cmd_data)
 
+    from .cli_pretrain import add_pretrain_commands
     from .cli_tasks import add_task_commands
 
     add_task_commands(sub)
+    add_pretrain_commands(sub)
     return parser
 
 

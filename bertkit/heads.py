@@ -70,6 +70,20 @@ class _MaskedLMBase(PreTrainedModel):
     def _mlm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.flatten(0, -2).float(), labels.flatten(), ignore_index=-100)
 
+    def _mlm_scores(self, hidden: torch.Tensor, labels: torch.Tensor | None,
+                    masked_positions_only: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, loss). With `masked_positions_only` the vocabulary projection, the largest matrix
+        product of a small model, runs on the labelled positions alone: logits are then (targets, V)
+        in row-major order of the labels, and the loss is the same."""
+        if not masked_positions_only:
+            logits = self.cls.predictions(hidden)  # (B, T, V)
+            return logits, self._mlm_loss(logits, labels) if labels is not None else None
+        if labels is None:
+            raise ValueError("masked_positions_only=True needs labels (which positions are masked)")
+        targets = labels != -100
+        logits = self.cls.predictions(hidden[targets])  # (targets, V)
+        return logits, self._mlm_loss(logits, labels[targets])
+
 
 class BertForMaskedLM(_MaskedLMBase):
     def __init__(self, config: BertConfig) -> None:
@@ -87,11 +101,11 @@ class BertForMaskedLM(_MaskedLMBase):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        masked_positions_only: bool = False,
     ) -> LogitsOutput:
         """labels: (B, T) token ids to predict at masked positions, -100 elsewhere."""
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
-        logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
-        loss = self._mlm_loss(logits, labels) if labels is not None else None
+        logits, loss = self._mlm_scores(out.last_hidden_state, labels, masked_positions_only)
         return LogitsOutput(logits, loss, out.hidden_states, out.attentions)
 
 
@@ -114,14 +128,13 @@ class BertForPreTraining(_MaskedLMBase):
         next_sentence_label: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        masked_positions_only: bool = False,
     ) -> PreTrainingOutput:
-        """labels: (B, T) MLM targets (-100 = not masked); next_sentence_label: (B,) 0 = B follows A, 1 = random."""
+        """labels: (B, T) MLM targets (-100 = not masked); next_sentence_label: (B,) 0 = B follows A, 1 = random
+        (or, trained for sentence order, 1 = swapped)."""
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
-        prediction_logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+        prediction_logits, loss = self._mlm_scores(out.last_hidden_state, labels, masked_positions_only)
         nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
-        loss = None
-        if labels is not None:
-            loss = self._mlm_loss(prediction_logits, labels)
         if next_sentence_label is not None:
             nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.flatten())
             loss = nsp_loss if loss is None else loss + nsp_loss

@@ -30,7 +30,7 @@ class LogitsOutput:
 
 @dataclass
 class PreTrainingOutput:
-    prediction_logits: torch.Tensor  # (B, T, V) masked-LM scores
+    prediction_logits: torch.Tensor  # (B, T, V) masked-LM scores; (targets, V) with masked_positions_only
     seq_relationship_logits: torch.Tensor  # (B, 2): 0 = B follows A, 1 = B is random
     loss: torch.Tensor | None = None  # MLM loss + NSP loss
     hidden_states: Tensors | None = None

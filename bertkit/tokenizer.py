@@ -851,6 +851,11 @@ class Tokenizer:
         return self._vocab[MASK]
 
     @property
+    def all_special_ids(self) -> frozenset[int]:
+        """Ids of [PAD], [UNK], [CLS], [SEP] and [MASK]."""
+        return self._special_ids
+
+    @property
     def model_max_length(self) -> int:
         return self._model_max_length
 

@@ -45,6 +45,7 @@ Collate = Callable[[Sequence[Feature], int], dict[str, torch.Tensor]]  # (featur
 class TrainArgs:
     output_dir: Path  # receives the best model (HF format), metrics.jsonl, curves.png, checkpoint-last/
     epochs: float = 3.0  # passes over the training data (fractions allowed)
+    max_steps: int = 0  # optimizer steps to take; overrides epochs when > 0 (pretraining counts steps)
     batch_size: int = 32  # examples per optimizer step per process, before accumulation
     grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size · grad_accum · processes)
     lr: float = 5e-5  # peak learning rate, reached after warm-up
@@ -235,10 +236,11 @@ def fit(
     model.config.gradient_checkpointing = args.gradient_checkpointing
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
 
-    lengths = [feature_length(f) for f in train_features]
+    # A dataset that computes features on access (pretraining) lists its lengths itself.
+    lengths = getattr(train_features, "lengths", None) or [feature_length(f) for f in train_features]
     batches_per_epoch = len(shard(length_grouped_batches(lengths, args.batch_size, args.seed, 0), rank, world_size))
     steps_per_epoch = math.ceil(batches_per_epoch / args.grad_accum)
-    total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))
+    total_steps = args.max_steps if args.max_steps > 0 else max(1, math.ceil(steps_per_epoch * args.epochs))
     optimizer = build_optimizer(model, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(total_steps, int(args.warmup_ratio * total_steps), args.schedule))
@@ -292,14 +294,16 @@ def fit(
     bar = tqdm(total=total_steps, initial=progress["step"], desc="train", unit="step",
                disable=not (args.progress and is_main), dynamic_ncols=True)
     started, stopped_early = time.time(), False
-    window = {"examples": 0, "loss_sum": 0.0, "units": 0, "start": time.time()}  # since the last log line
+    window = {"examples": 0, "tokens": 0, "loss_sum": 0.0, "units": 0, "start": time.time()}  # since the last log
     while progress["step"] < total_steps and not stopped_early:
         epoch = progress["epoch"]
+        if hasattr(train_features, "set_epoch"):  # e.g. fresh MLM masks every epoch
+            train_features.set_epoch(epoch)
         batches = shard(length_grouped_batches(lengths, args.batch_size, args.seed, epoch), rank, world_size)
         steps = [batches[i:i + args.grad_accum] for i in range(0, len(batches), args.grad_accum)]
         for group in steps[progress["batch_in_epoch"] // args.grad_accum:]:
-            micro = [{k: v.to(device) for k, v in collate_fn([train_features[i] for i in b], pad_token_id).items()}
-                     for b in group]
+            micro = [{k: v.to(device) if isinstance(v, torch.Tensor) else v
+                      for k, v in collate_fn([train_features[i] for i in b], pad_token_id).items()} for b in group]
             local_units = sum(label_units(m) for m in micro)
             units = torch.tensor([local_units], device=device, dtype=torch.float)
             if world_size > 1:
@@ -324,6 +328,7 @@ def fit(
             progress["step"] += 1
             progress["batch_in_epoch"] += len(group)
             window["examples"] += sum(len(b) for b in group) * world_size
+            window["tokens"] += sum(int(m["attention_mask"].sum()) for m in micro) * world_size
             window["loss_sum"] += loss_sum
             window["units"] += local_units
             step_loss = loss_sum / max(local_units, 1)  # this process's mean; ranks differ only by their data
@@ -333,8 +338,9 @@ def fit(
                 elapsed = time.time() - window["start"]
                 log({"step": progress["step"], "epoch": round(progress["step"] / steps_per_epoch, 4),
                      "loss": window["loss_sum"] / max(window["units"], 1), "lr": scheduler.get_last_lr()[0],
-                     "examples_per_s": window["examples"] / max(elapsed, 1e-9)})
-                window.update(examples=0, loss_sum=0.0, units=0, start=time.time())
+                     "examples_per_s": window["examples"] / max(elapsed, 1e-9),
+                     "tokens_per_s": window["tokens"] / max(elapsed, 1e-9)})
+                window.update(examples=0, tokens=0, loss_sum=0.0, units=0, start=time.time())
             end_of_epoch = progress["batch_in_epoch"] >= len(batches)
             if end_of_epoch:
                 progress.update(epoch=epoch + 1, batch_in_epoch=0)
