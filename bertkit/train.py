@@ -376,17 +376,19 @@ def plot_curves(metrics_file: Path, png: Path) -> None:
     records = [json.loads(line) for line in metrics_file.read_text(encoding="utf-8").splitlines() if line]
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if any(k.startswith("eval_") for k in r)]
-    eval_keys = sorted({k for r in evals for k in r if k.startswith("eval_")})
-    fig, axes = plt.subplots(1, 1 + bool(eval_keys), figsize=(11 if eval_keys else 6, 4), squeeze=False)
+    # Losses share the left panel; perplexities (a loss in another unit) would flatten every other curve.
+    eval_keys = sorted({k for r in evals for k in r if k.startswith("eval_") and not k.endswith("perplexity")})
+    scores = [k for k in eval_keys if not k.endswith("loss")]
+    fig, axes = plt.subplots(1, 1 + bool(scores), figsize=(11 if scores else 6, 4), squeeze=False)
     axes[0][0].plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
-    axes[0][0].set(xlabel="step", ylabel="loss", title="training loss")
+    axes[0][0].set(xlabel="step", ylabel="loss", title="loss")
     for key in eval_keys:
-        target = axes[0][0] if key == "eval_loss" else axes[0][1]
-        target.plot([r["step"] for r in evals], [r[key] for r in evals], marker="o", label=key)
+        target = axes[0][1] if key in scores else axes[0][0]
+        target.plot([r["step"] for r in evals if key in r], [r[key] for r in evals if key in r], marker="o", label=key)
     for ax in axes[0]:
         ax.legend()
         ax.grid(alpha=0.3)
-    if eval_keys:
+    if scores:
         axes[0][1].set(xlabel="step", title="evaluation")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
