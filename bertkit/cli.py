@@ -162,7 +162,17 @@ def _load_encoder(args: argparse.Namespace):
     from .model import BertModel
 
     location = packaged.resolve(args.model)
-    model = BertModel.from_pretrained(location.model_dir, device=_device(args.device))
+    if args.backend.startswith("onnx"):
+        from .onnx_backend import load_encoder
+
+        model = load_encoder(location.model_dir, args.backend)
+    else:
+        model = BertModel.from_pretrained(location.model_dir,
+                                          device="cpu" if args.backend == "torch-int8" else _device(args.device))
+        if args.backend == "torch-int8":
+            from .quantize import quantize_torch
+
+            model = quantize_torch(model)
     return model, _load_tokenizer(location), _embedding_settings(args, location.model_dir)
 
 
@@ -185,6 +195,23 @@ def cmd_embed(args: argparse.Namespace) -> None:
     print(f"wrote {output}: {vectors.shape[0]} embeddings of dimension {vectors.shape[1]} "
           f"(pooling={settings.pooling}, normalize={settings.normalize}, max_length={settings.max_length or tokenizer.model_max_length})",
           file=sys.stderr)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import ExportOptions, export_onnx
+    from .quantize import Int8Settings
+
+    int8_flags = [flag for flag, value in (("--weight-type", args.weight_type), ("--[no-]per-channel", args.per_channel),
+                                           ("--keep-fp32", args.keep_fp32)) if value is not None]
+    if int8_flags and not args.int8:
+        raise UsageError(f"{', '.join(int8_flags)} only apply to INT8; add --int8")
+    int8 = Int8Settings(weight_type=args.weight_type or "qint8", per_channel=args.per_channel is not False,
+                        keep_fp32=tuple(g for g in (args.keep_fp32 or "").split(",") if g)) if args.int8 else None
+    options = ExportOptions(head=args.head, opset=args.opset, fp16=args.fp16, int8=int8,
+                            eval_data=Path(args.eval_data) if args.eval_data else None, max_drop=args.max_drop,
+                            overwrite=args.overwrite)
+    result = export_onnx(args.model, args.output, options, log=print)
+    print(f"wrote {result.output}: {', '.join(result.report['files'].values())}, export.json")
 
 
 def cmd_similarity(args: argparse.Namespace) -> None:
@@ -256,6 +283,15 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None,
                    help="tokens per text; longer texts are truncated, with a warning (default: the model's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_backend_option(p)
+
+
+def add_backend_option(p: argparse.ArgumentParser) -> None:
+    from .onnx_backend import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="torch (default); torch-int8: its Linear layers quantized to INT8 on loading (CPU); onnx, "
+                        "onnx-fp16, onnx-int8: a directory written by `bertkit export` run in ONNX Runtime")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,6 +332,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="results shown with --query (default 5)")
     _add_encoder_options(p)
     p.set_defaults(func=cmd_similarity)
+
+    p = sub.add_parser("export", help="export to ONNX (fp32, fp16) and INT8, checked against PyTorch")
+    _add_model(p)
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the only format so far)")
+    p.add_argument("--output", required=True, help="directory to write: model.onnx, tokenizer, config, export.json")
+    p.add_argument("--head", help="base, masked-lm, pretraining, sequence-classification, token-classification, "
+                   "question-answering, multiple-choice (default: config.json's architectures)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
+    p.add_argument("--fp16", action="store_true", help="also write model_fp16.onnx")
+    p.add_argument("--int8", action="store_true", help="also write model_int8.onnx (dynamic quantisation)")
+    p.add_argument("--weight-type", choices=("qint8", "quint8"), default=None, help="INT8 weights (default qint8)")
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
+                   help="INT8: a scale per output channel (default), or one per tensor")
+    p.add_argument("--keep-fp32", metavar="GROUPS", help="INT8: comma-separated groups left in fp32: embeddings, "
+                   "layer.N (layer.-1 = the last), pooler, classifier")
+    p.add_argument("--eval-data", help="labelled file in the task's format (as for `bertkit evaluate`): fail when "
+                   "INT8 loses more than --max-drop points on it")
+    p.add_argument("--max-drop", type=float, default=1.0, help="points of the task metric INT8 may lose (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("vocab", help="train a WordPiece vocabulary from text files")
     p.add_argument("--input", nargs="+", required=True, help="UTF-8 text files")

