@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli import UsageError
+from .cli_tasks import add_engine_options, train_args
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -30,7 +31,6 @@ def _pretrain_args(args: argparse.Namespace) -> tuple[Any, Any]:
     from .masking import MaskingSettings
     from .pretrain import PretrainArgs
     from .pretraining_data import ExampleSettings
-    from .train import TrainArgs
 
     optional = lambda value: Path(value) if value else None  # noqa: E731
     pretrain_args = PretrainArgs(
@@ -41,13 +41,8 @@ def _pretrain_args(args: argparse.Namespace) -> tuple[Any, Any]:
                                 whole_word=args.whole_word_mask),
         static_masking=args.static_masking, eval_fraction=args.eval_fraction,
         eval_max_examples=args.eval_max_examples, workers=args.workers)
-    train_args = TrainArgs(
-        output_dir=Path(args.output), max_steps=args.steps, epochs=args.epochs or 0.0, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, lr=args.lr, weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
-        schedule=args.schedule, optimizer=args.optimizer, max_grad_norm=args.max_grad_norm, precision=args.precision,
-        seed=args.seed, eval_every=args.eval_every, gradient_checkpointing=args.gradient_checkpointing,
-        log_every=args.log_every, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    return pretrain_args, train_args
+    train = train_args(args, max_steps=args.steps or 0, log_every=args.log_every)
+    return pretrain_args, train
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
@@ -104,20 +99,6 @@ def add_pretrain_commands(sub: Any) -> None:
     run = p.add_argument_group("training")
     run.add_argument("--steps", type=int, default=None, help="optimizer steps")
     run.add_argument("--epochs", type=float, default=None, help="passes over the examples (instead of --steps)")
-    run.add_argument("--batch-size", type=int, default=32, help="examples per step per process (default 32)")
-    run.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
-    run.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4, BERT's)")
-    run.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay on matrices (default 0.01)")
-    run.add_argument("--warmup-ratio", type=float, default=0.01, help="fraction of steps warming up (default 0.01)")
-    run.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="linear")
-    run.add_argument("--optimizer", choices=("adamw", "lamb"), default="adamw")
-    run.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0 = off)")
-    run.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
-    run.add_argument("--seed", type=int, default=42)
-    run.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: each epoch and at the end)")
+    add_engine_options(run, lr=1e-4, warmup_ratio=0.01)  # BERT's peak rate; pretraining warms up briefly
     run.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines (default 10)")
-    run.add_argument("--gradient-checkpointing", action="store_true", help="save memory, spend compute")
-    run.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint-last")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pretrain)

@@ -23,16 +23,17 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 
 # --- finetune ---
 
-def _train_args(args: argparse.Namespace) -> Any:
+def train_args(args: argparse.Namespace, **fields: Any) -> Any:
+    """TrainArgs from the options of `add_engine_options` (plus --output and --epochs); `fields` override."""
     from .train import TrainArgs
 
-    return TrainArgs(
-        output_dir=Path(args.output), epochs=args.epochs, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        lr=args.lr, weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, schedule=args.schedule,
-        optimizer=args.optimizer, max_grad_norm=args.max_grad_norm, precision=args.precision, seed=args.seed,
-        eval_every=args.eval_every, patience=args.patience, gradient_checkpointing=args.gradient_checkpointing,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-    )
+    return TrainArgs(**{
+        "output_dir": Path(args.output), "epochs": getattr(args, "epochs", None) or 0.0, "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum, "lr": args.lr, "weight_decay": args.weight_decay,
+        "warmup_ratio": args.warmup_ratio, "schedule": args.schedule, "optimizer": args.optimizer,
+        "max_grad_norm": args.max_grad_norm, "precision": args.precision, "seed": args.seed,
+        "eval_every": args.eval_every, "patience": args.patience, "gradient_checkpointing": args.gradient_checkpointing,
+        "resume": args.resume, "overwrite": args.overwrite, "progress": not args.quiet, **fields})
 
 
 def _columns(args: argparse.Namespace) -> Any:
@@ -69,7 +70,7 @@ def _task_module(task: str) -> Any:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     location = packaged.resolve(args.model)
-    result = _task_module(args.task).finetune(location.model_dir, args.train, args.eval, _train_args(args),
+    result = _task_module(args.task).finetune(location.model_dir, args.train, args.eval, train_args(args),
                                               **_task_options(args))
     print(json.dumps({"output": args.output, "steps": result.steps, "seconds": round(result.seconds, 1),
                       "stopped_early": result.stopped_early, **{f"eval_{k}": v for k, v in result.best_metrics.items()}}))
@@ -215,25 +216,31 @@ def _add_column_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default="label", help="column with the label or score (default: label)")
 
 
-def _add_training_options(p: argparse.ArgumentParser, max_length: int) -> None:
-    p.add_argument("--epochs", type=float, default=3.0, help="passes over the training data (default 3)")
+def add_engine_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, lr: float, warmup_ratio: float) -> None:
+    """The training engine's options, shared by `finetune` and `pretrain` (which differ in the defaults given)."""
     p.add_argument("--batch-size", type=int, default=32, help="examples per step per process (default 32)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
-    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay on matrices (default 0.01)")
-    p.add_argument("--warmup-ratio", type=float, default=0.1, help="fraction of steps warming up (default 0.1)")
+    p.add_argument("--warmup-ratio", type=float, default=warmup_ratio,
+                   help=f"fraction of steps warming up (default {warmup_ratio:g})")
     p.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="linear")
     p.add_argument("--optimizer", choices=("adamw", "lamb"), default="adamw")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0 = off)")
-    p.add_argument("--max-length", type=int, default=max_length, help=f"tokens per example (default {max_length})")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: each epoch)")
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: each epoch and at the end)")
     p.add_argument("--patience", type=int, default=0, help="stop after N evaluations without gain (0 = never)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="save memory, spend compute")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint-last")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_training_options(p: argparse.ArgumentParser, max_length: int) -> None:
+    p.add_argument("--epochs", type=float, default=3.0, help="passes over the training data (default 3)")
+    p.add_argument("--max-length", type=int, default=max_length, help=f"tokens per example (default {max_length})")
+    add_engine_options(p, lr=5e-5, warmup_ratio=0.1)
 
 
 def _finetune_parser(tasks: Any, name: str, help: str, train_help: str, max_length: int) -> argparse.ArgumentParser:

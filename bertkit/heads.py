@@ -222,6 +222,16 @@ class BertForTokenClassification(_ClassifierBase):
         return LogitsOutput(logits, loss, out.hidden_states, out.attentions)
 
 
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor) -> torch.Tensor:
+    """Extractive QA's loss (as transformers'): the mean of start and end cross-entropy, positions past the sequence
+    (an answer cut off by truncation) ignored."""
+    ignored = start_logits.size(1)
+    losses = [F.cross_entropy(logits.float(), positions.flatten().clamp(0, ignored), ignore_index=ignored)
+              for logits, positions in ((start_logits, start_positions), (end_logits, end_positions))]
+    return (losses[0] + losses[1]) / 2
+
+
 class BertForQuestionAnswering(PreTrainedModel):
     """Extractive QA: a start and an end score for every token."""
 
@@ -247,12 +257,7 @@ class BertForQuestionAnswering(PreTrainedModel):
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # (B, T) each
         loss = None
         if start_positions is not None and end_positions is not None:
-            # Positions outside the sequence (an answer cut off by truncation) are ignored, as in transformers.
-            ignored = start_logits.size(1)
-            start = start_positions.flatten().clamp(0, ignored)
-            end = end_positions.flatten().clamp(0, ignored)
-            loss = (F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
-                    + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)) / 2
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         return QuestionAnsweringOutput(start_logits.contiguous(), end_logits.contiguous(), loss, out.hidden_states, out.attentions)
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint, heads
@@ -163,18 +162,8 @@ class OnnxModel(nn.Module):
             self.record.append({"attention_mask": attention_mask.cpu().numpy(), **outputs})
         result = self.head.output_class(**{k: torch.from_numpy(v) for k, v in outputs.items()})
         if start_positions is not None and end_positions is not None:
-            result.loss = span_loss(result.start_logits, result.end_logits, start_positions, end_positions)
+            result.loss = heads.span_loss(result.start_logits, result.end_logits, start_positions, end_positions)
         return result
-
-
-def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
-              end_positions: torch.Tensor) -> torch.Tensor:
-    """BertForQuestionAnswering's loss: the mean of start and end cross-entropy, positions past the sequence
-    (an answer cut off by truncation) ignored."""
-    ignored = start_logits.size(1)
-    losses = [F.cross_entropy(logits.float(), positions.flatten().clamp(0, ignored), ignore_index=ignored)
-              for logits, positions in ((start_logits, start_positions), (end_logits, end_positions))]
-    return (losses[0] + losses[1]) / 2
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:

@@ -208,11 +208,13 @@ def pretrain(args: PretrainArgs, train: TrainArgs) -> PretrainResult:
     out = Path(train.output_dir)
     rank, world_size, _ = distributed_context()
     if rank == 0:  # the vocabulary and the shards are made once; the other ranks then read them
-        _corpus(args, _tokenizer(args, out), out, progress=train.progress)
+        tokenizer = _tokenizer(args, out)
+        corpus = _corpus(args, tokenizer, out, progress=train.progress)
     if world_size > 1:
         dist.barrier()
-    tokenizer = _tokenizer(args, out)
-    corpus = _corpus(args, tokenizer, out, progress=False)
+    if rank != 0:
+        tokenizer = _tokenizer(args, out)
+        corpus = _corpus(args, tokenizer, out, progress=False)
 
     objective = args.examples.objective
     train_docs, eval_docs = split_documents(corpus.num_documents, args.eval_fraction, train.seed,

@@ -55,13 +55,18 @@ class ExampleSettings:
 
 
 def _fit_pair(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
-    """Lengths after Google's truncate_seq_pair: cut the longer segment (B on ties) until both fit."""
-    while len_a + len_b > budget:  # at most one pass per excess token, and only for chunks that overshoot
-        if len_a > len_b:
-            len_a -= 1
-        else:
-            len_b -= 1
-    return len_a, len_b
+    """Lengths after Google's truncate_seq_pair (cut the longer segment, B on ties, a token at a time until the
+    pair fits), in closed form: the longer one is cut down to the other first, then B and A in turn."""
+    excess = len_a + len_b - budget
+    if excess <= 0:
+        return len_a, len_b
+    gap = min(excess, abs(len_a - len_b))
+    if len_a > len_b:
+        len_a -= gap
+    else:
+        len_b -= gap
+    excess -= gap
+    return len_a - excess // 2, len_b - (excess + 1) // 2
 
 
 class _Planner:

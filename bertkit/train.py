@@ -328,7 +328,7 @@ def fit(
             progress["step"] += 1
             progress["batch_in_epoch"] += len(group)
             window["examples"] += sum(len(b) for b in group) * world_size
-            window["tokens"] += sum(int(m["attention_mask"].sum()) for m in micro) * world_size
+            window["tokens"] += sum(lengths[i] for b in group for i in b) * world_size  # real tokens, no device sync
             window["loss_sum"] += loss_sum
             window["units"] += local_units
             step_loss = loss_sum / max(local_units, 1)  # this process's mean; ranks differ only by their data

@@ -16,6 +16,7 @@ from bertkit import BertForPreTraining, Tokenizer
 from bertkit.corpus import Corpus, prepare_corpus
 from bertkit.masking import IGNORE, Masker, MaskingSettings
 from bertkit.pretrain import split_documents
+from bertkit.pretraining_data import _fit_pair  # noqa: E402 (private: its closed form is what is tested)
 from bertkit.pretraining_data import (A0, A1, A_KEEP, A_SKIP, B0, B1, B_KEEP, B_SKIP, LABEL, ExampleSettings,
                                       PretrainingDataset, plan_examples, pretraining_collate)
 
@@ -126,6 +127,19 @@ def test_masked_positions_only_gives_the_same_loss_and_logits() -> None:
     assert_close(sparse.loss, full.loss)
     with pytest.raises(ValueError, match="needs labels"):
         model(ids, masked_positions_only=True)
+
+
+def test_pair_truncation_equals_googles_token_by_token_loop() -> None:
+    def google(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+        while len_a + len_b > budget:
+            if len_a > len_b:
+                len_a -= 1
+            else:
+                len_b -= 1
+        return len_a, len_b
+
+    for len_a, len_b, budget in [(a, b, n) for a in range(30) for b in range(30) for n in range(1, 45)]:
+        assert _fit_pair(len_a, len_b, budget) == google(len_a, len_b, budget), (len_a, len_b, budget)
 
 
 def test_split_documents_holds_out_a_seeded_share() -> None:
