@@ -200,11 +200,14 @@ def check_max_length(directory: str | os.PathLike, max_length: int) -> None:
 
 
 def save_model(
-    model: PreTrainedModel, directory: str | os.PathLike, tokenizer: SavesPretrained | None = None
+    model: PreTrainedModel, directory: str | os.PathLike, tokenizer: SavesPretrained | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write config.json + model.safetensors (+ tokenizer files) as one atomic directory swap."""
+    """Write config.json + model.safetensors (+ tokenizer files) as one atomic directory swap.
+    `state_dict` (default: the model's own) is what gets written: a sharded model's gathered weights."""
     tied = set(model.tied_parameter_names())
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in tied}
+    state = model.state_dict() if state_dict is None else state_dict
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if k not in tied}
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__]
     config["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")

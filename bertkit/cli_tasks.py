@@ -33,7 +33,7 @@ def train_args(args: argparse.Namespace, **fields: Any) -> Any:
         "warmup_ratio": args.warmup_ratio, "schedule": args.schedule, "optimizer": args.optimizer,
         "max_grad_norm": args.max_grad_norm, "precision": args.precision, "seed": args.seed,
         "eval_every": args.eval_every, "patience": args.patience, "gradient_checkpointing": args.gradient_checkpointing,
-        "resume": args.resume, "overwrite": args.overwrite, "progress": not args.quiet, **fields})
+        "fsdp": args.fsdp, "resume": args.resume, "overwrite": args.overwrite, "progress": not args.quiet, **fields})
 
 
 def _columns(args: argparse.Namespace) -> Any:
@@ -232,6 +232,9 @@ def add_engine_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, lr:
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (default: each epoch and at the end)")
     p.add_argument("--patience", type=int, default=0, help="stop after N evaluations without gain (0 = never)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="save memory, spend compute")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under torchrun, shard parameters, gradients and optimizer state across processes "
+                        "(for models too large to replicate; default: DDP)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint-last")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,7 +4,7 @@
 corpus into memory-mapped shards inside the output directory, holds out a share of the documents,
 plans the examples (NSP, SOP or MLM only), measures the untrained model and a unigram baseline on
 the held-out examples, and trains with the shared engine (`train.fit`: AdamW or LAMB, warm-up and
-decay, bf16/fp16, accumulation, DDP under torchrun, resume). Continued pretraining of an existing
+decay, bf16/fp16, accumulation, DDP or FSDP under torchrun, resume). Continued pretraining of an existing
 checkpoint (domain adaptation) is the same call with `init_from`.
 
 Output directory:

@@ -97,6 +97,8 @@ class PreTrainedModel(nn.Module):
             model.to(device=device, dtype=dtype)
         return model.eval()
 
-    def save_pretrained(self, directory: str | os.PathLike, tokenizer: checkpoint.SavesPretrained | None = None) -> Path:
-        """Write config.json + model.safetensors (+ the tokenizer's files), replacing `directory` atomically."""
-        return checkpoint.save_model(self, directory, tokenizer)
+    def save_pretrained(self, directory: str | os.PathLike, tokenizer: checkpoint.SavesPretrained | None = None,
+                        state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write config.json + model.safetensors (+ the tokenizer's files), replacing `directory` atomically.
+        `state_dict` replaces the model's own tensors (e.g. the gathered weights of a sharded model)."""
+        return checkpoint.save_model(self, directory, tokenizer, state_dict)

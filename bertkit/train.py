@@ -3,7 +3,7 @@
 Read `fit` top to bottom: setup -> optimizer (decay on matrices only) -> loop (lr schedule,
 gradient accumulation, clipping, logging, evaluation, best checkpoint, early stopping, resume
 checkpoint). The same code runs on one CPU, one GPU, or many processes under `torchrun`
-(DistributedDataParallel; only rank 0 writes files).
+(DistributedDataParallel, or FSDP to shard a large model: see parallel.py; only rank 0 writes files).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import random
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,7 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, parallel
 from .batching import Feature, collate, feature_length, label_units, length_grouped_batches, shard
 from .files import atomic_directory
 from .pretrained import PreTrainedModel
@@ -61,6 +60,7 @@ class TrainArgs:
     greater_is_better: bool = False  # direction of `metric`
     patience: int = 0  # stop after this many evaluations without improvement; 0 = never stop early
     gradient_checkpointing: bool = False  # trade compute for activation memory
+    fsdp: bool = False  # under torchrun, shard parameters, gradients and optimizer state across processes
     log_every: int = 10  # optimizer steps between metrics.jsonl lines
     resume: bool = False  # continue from output_dir/checkpoint-last
     overwrite: bool = False  # allow an existing, non-empty output_dir (its contents are replaced)
@@ -196,11 +196,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_training_state(out: Path, model: PreTrainedModel, tokenizer: Any, optimizer: torch.optim.Optimizer,
-                        scheduler: Any, scaler: torch.amp.GradScaler, progress: dict[str, Any]) -> None:
-    """checkpoint-last/: the model plus everything needed to continue exactly, swapped in atomically."""
+                        scheduler: Any, scaler: torch.amp.GradScaler, progress: dict[str, Any], is_main: bool) -> None:
+    """checkpoint-last/: the model plus everything needed to continue exactly, swapped in atomically.
+    Every rank calls it (a sharded model is gathered first); rank 0 writes."""
+    weights, optimizer_state = parallel.model_state(model), parallel.optimizer_state(model, optimizer)
+    if not is_main:
+        return
     with atomic_directory(out / CHECKPOINT_DIR) as staging:
-        model.save_pretrained(staging / "model", tokenizer=tokenizer)
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        model.save_pretrained(staging / "model", tokenizer=tokenizer, state_dict=weights)
+        state = {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                  "scaler": scaler.state_dict(), "rng": _rng_state(), "progress": progress}
         torch.save(state, staging / STATE_FILE)
 
@@ -234,7 +238,9 @@ def fit(
         checkpoint.load_weights(model, checkpoint.read_state_dict(out / CHECKPOINT_DIR / "model"), str(out / CHECKPOINT_DIR))
     model.to(device)
     model.config.gradient_checkpointing = args.gradient_checkpointing
-    wrapped = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+    if args.fsdp and world_size == 1:
+        logger.warning("--fsdp shards the model across processes; with one process it trains unsharded")
+    wrapped = parallel.wrap(model, world_size, args.fsdp)  # FSDP shards `model` itself, in place
 
     # A dataset that computes features on access (pretraining) lists its lengths itself.
     lengths = getattr(train_features, "lengths", None) or [feature_length(f) for f in train_features]
@@ -245,12 +251,12 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(total_steps, int(args.warmup_ratio * total_steps), args.schedule))
     amp_dtype, use_scaler = autocast_settings(args.precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    scaler = parallel.grad_scaler(model, device, enabled=use_scaler)
 
     progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "evals_without_gain": 0,
                 "best_metrics": {}}
     if args.resume:
-        optimizer.load_state_dict(state["optimizer"])
+        parallel.load_optimizer_state(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         progress = state["progress"]
@@ -278,12 +284,12 @@ def fit(
         improved = progress["best"] is None or (value > progress["best"] if args.greater_is_better else value < progress["best"])
         if improved:
             progress.update(best=value, evals_without_gain=0, best_metrics=metrics)
+            weights = parallel.model_state(model)  # every rank takes part in gathering a sharded model
             if is_main:
-                model.save_pretrained(out, tokenizer=tokenizer)  # keeps metrics.jsonl and checkpoint-last/
+                model.save_pretrained(out, tokenizer=tokenizer, state_dict=weights)  # keeps metrics.jsonl, checkpoint-last/
         else:
             progress["evals_without_gain"] += 1
-        if is_main:
-            save_training_state(out, model, tokenizer, optimizer, scheduler, scaler, dict(progress))
+        save_training_state(out, model, tokenizer, optimizer, scheduler, scaler, dict(progress), is_main)
         if is_main and args.progress:
             tqdm.write(file=sys.stderr, s=f"step {progress['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return args.patience > 0 and progress["evals_without_gain"] >= args.patience
@@ -311,9 +317,8 @@ def fit(
             loss_sum = 0.0
             for i, batch in enumerate(micro):
                 # Loss = sum over this step's targets / their count (all micro-batches, all ranks);
-                # DDP averages gradients over ranks, hence the world_size factor.
-                sync = wrapped.no_sync() if world_size > 1 and i < len(micro) - 1 else nullcontext()
-                with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                # DDP and FSDP average gradients over ranks, hence the world_size factor.
+                with parallel.gradient_sync(wrapped, enabled=i == len(micro) - 1), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     mean_loss = wrapped(**batch).loss
                     scaled = mean_loss * label_units(batch) / units * world_size
                 scaler.scale(scaled).backward()

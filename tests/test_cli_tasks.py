@@ -7,10 +7,15 @@ task to its code, find the task again from the saved directory alone, and print 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
+from bertkit import Tokenizer
 from bertkit.cli import main
 
 import test_multiple_choice  # noqa: E402  (tests/ is on sys.path: pytest's rootdir conftest)
@@ -70,6 +75,31 @@ def test_cli_similarity(tiny_dir: Path, tmp_path: Path, capsys) -> None:
     texts = tmp_path / "texts.txt"
     texts.write_text("a good cat\nawful film\n")
     assert main(["embed", str(tmp_path / "sim"), "--input", str(texts), "--output", str(tmp_path / "e.npy"), "--quiet"]) == 0
+
+
+def test_cli_finetune_under_torchrun_with_fsdp_equals_one_process(tiny_dir: Path, tmp_path: Path, capsys) -> None:
+    # A bi-encoder embeds through its inner encoder during evaluation, and saves the encoder alone:
+    # both must work on a sharded model. No dropout, so the runs can agree.
+    from bertkit import BertForMaskedLM
+
+    model = BertForMaskedLM.from_pretrained(tiny_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model.save_pretrained(tmp_path / "model", tokenizer=Tokenizer.from_pretrained(tiny_dir))
+    train = test_similarity.write_jsonl(tmp_path / "train.jsonl", test_similarity.pairs(48, 0, scored=True))
+    dev = test_similarity.write_jsonl(tmp_path / "dev.jsonl", test_similarity.pairs(16, 1, scored=True))
+    args = ["finetune", "similarity", "--model", str(tmp_path / "model"), "--train", str(train), "--eval", str(dev),
+            "--max-length", "32", "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--seed", "0", "--quiet"]
+    assert main([*args, "--output", str(tmp_path / "one"), "--grad-accum", "2"]) == 0
+    single = json.loads(capsys.readouterr().out)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29541", "-m", "bertkit.cli", *args, "--output", str(tmp_path / "fsdp"), "--fsdp"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    sharded = json.loads(run.stdout.splitlines()[0])
+    assert sharded["eval_spearman"] == pytest.approx(single["eval_spearman"], abs=1e-4)
+    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "fsdp" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=2e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
 
 
 def test_cli_multiple_choice(tiny_dir: Path, tmp_path: Path, capsys) -> None:

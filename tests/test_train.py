@@ -58,19 +58,45 @@ def test_loss_is_averaged_over_label_tokens_of_the_whole_step() -> None:
     assert label_units({"labels": torch.tensor([0, 1, 1])}) == 3
 
 
-def test_two_process_ddp_equals_one_process_with_accumulation(tmp_path: Path) -> None:
+def _torchrun(out: Path, batch_size: int, grad_accum: int, *flags: str, port: int) -> None:
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+                    str(HELPER), str(out), str(batch_size), str(grad_accum), *flags], check=True, timeout=300,
+                   capture_output=True)
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_equal_one_process_with_accumulation(tmp_path: Path, mode: str) -> None:
     single = tmp_path / "single"
     subprocess.run([sys.executable, str(HELPER), str(single), "8", "2"], check=True, timeout=300)
-    ddp = tmp_path / "ddp"
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                    str(HELPER), str(ddp), "8", "1"], check=True, timeout=300, capture_output=True)
+    parallel = tmp_path / mode
+    _torchrun(parallel, 8, 1, *(["fsdp"] if mode == "fsdp" else []), port=29517 if mode == "ddp" else 29518)
     a = torch.load(single / "final_state.pt", weights_only=True)
-    b = torch.load(ddp / "final_state.pt", weights_only=True)
+    b = torch.load(parallel / "final_state.pt", weights_only=True)
+    assert a.keys() == b.keys()
     for name in a:
         assert_close(a[name], b[name], atol=2e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
     evals_a = [r["eval_accuracy"] for r in _metrics(single) if "eval_accuracy" in r]
-    evals_b = [r["eval_accuracy"] for r in _metrics(ddp) if "eval_accuracy" in r]
+    evals_b = [r["eval_accuracy"] for r in _metrics(parallel) if "eval_accuracy" in r]
     assert evals_a == evals_b
+    # The resume point holds the whole optimizer state, gathered from the shards under FSDP.
+    opt_a = torch.load(single / "checkpoint-last" / "trainer_state.pt", weights_only=True)["optimizer"]["state"]
+    opt_b = torch.load(parallel / "checkpoint-last" / "trainer_state.pt", weights_only=True)["optimizer"]["state"]
+    assert opt_a.keys() == opt_b.keys()
+    for name in opt_a:
+        assert_close(opt_a[name]["exp_avg"], opt_b[name]["exp_avg"], atol=1e-6, rtol=1e-3, msg=lambda m: f"{name}: {m}")
+
+
+def test_fsdp_resume_after_a_kill_continues_exactly(tmp_path: Path) -> None:
+    _torchrun(tmp_path / "full", 8, 1, "fsdp", port=29519)
+    with pytest.raises(subprocess.CalledProcessError):
+        _torchrun(tmp_path / "killed", 8, 1, "fsdp", "kill-at-eval=3", port=29520)
+    _torchrun(tmp_path / "killed", 8, 1, "fsdp", "resume", port=29521)
+    a = torch.load(tmp_path / "full" / "final_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "final_state.pt", weights_only=True)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    timeless = lambda records: [{k: v for k, v in r.items() if not k.endswith("_per_s")} for r in records]  # noqa: E731
+    assert timeless(_metrics(tmp_path / "killed")) == timeless(_metrics(tmp_path / "full"))
 
 
 def test_batches_group_lengths_shard_evenly_and_repeat() -> None:

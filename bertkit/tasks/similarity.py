@@ -176,9 +176,13 @@ class BiEncoder(PreTrainedModel):
             model.to(device=device, dtype=dtype)
         return model.eval()
 
-    def save_pretrained(self, directory: str | os.PathLike, tokenizer: checkpoint.SavesPretrained | None = None) -> Path:
-        """The encoder as a plain BertModel checkpoint, plus sentence-transformers' files, in one atomic save."""
-        return checkpoint.save_model(self.bert, directory, _WithModuleFiles(self, tokenizer))
+    def save_pretrained(self, directory: str | os.PathLike, tokenizer: checkpoint.SavesPretrained | None = None,
+                        state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """The encoder as a plain BertModel checkpoint, plus sentence-transformers' files, in one atomic save.
+        `state_dict` replaces this model's own tensors (e.g. the gathered weights of a sharded model)."""
+        if state_dict is not None:  # keyed like this model ("bert.…"); the file holds the encoder alone
+            state_dict = {k.removeprefix("bert."): v for k, v in state_dict.items()}
+        return checkpoint.save_model(self.bert, directory, _WithModuleFiles(self, tokenizer), state_dict)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:

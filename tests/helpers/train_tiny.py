@@ -1,6 +1,6 @@
 """Trains a tiny classifier on synthetic data; run directly or under torchrun (used by test_train.py).
 
-usage: train_tiny.py OUTPUT_DIR BATCH_SIZE GRAD_ACCUM [resume]
+usage: train_tiny.py OUTPUT_DIR BATCH_SIZE GRAD_ACCUM [resume] [fsdp] [kill-at-eval=N]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def synthetic(n: int, seed: int) -> list[dict]:
 
 
 def main(output: str, batch_size: int, grad_accum: int, resume: bool = False, kill_at_eval: int = 0,
-         dropout: float = 0.1, epochs: float = 2.0) -> BertForSequenceClassification:
+         dropout: float = 0.1, epochs: float = 2.0, fsdp: bool = False) -> BertForSequenceClassification:
     train, dev = synthetic(400, seed=0), synthetic(100, seed=1)
     seed_everything(0)
     model = BertForSequenceClassification(tiny_config(num_labels=2, hidden_dropout_prob=dropout,
@@ -47,17 +47,26 @@ def main(output: str, batch_size: int, grad_accum: int, resume: bool = False, ki
 
     args = TrainArgs(output_dir=Path(output), epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=1e-3,
                      seed=1, eval_every=10, metric="accuracy", greater_is_better=True, progress=False,
-                     resume=resume, overwrite=not resume)
+                     resume=resume, overwrite=not resume, fsdp=fsdp)
     fit(model, train, args, run_eval, pad_token_id=0)
     return model
 
 
 if __name__ == "__main__":
-    out, bs, accum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    model = main(out, bs, accum, resume="resume" in sys.argv[4:], dropout=0.0)
     import os
 
     import torch
 
+    from bertkit import parallel
+
+    out, bs, accum, flags = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+    kill = [int(f.split("=")[1]) for f in flags if f.startswith("kill-at-eval=")]
+    try:
+        model = main(out, bs, accum, resume="resume" in flags, dropout=0.0, fsdp="fsdp" in flags,
+                     kill_at_eval=kill[0] if kill else 0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    assert parallel.is_sharded(model) == ("fsdp" in flags and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+    state = parallel.model_state(model) or model.state_dict()  # a sharded model is gathered to rank 0
     if int(os.environ.get("RANK", "0")) == 0:
-        torch.save(model.state_dict(), Path(out) / "final_state.pt")
+        torch.save(state, Path(out) / "final_state.pt")
