@@ -246,12 +246,17 @@ def cmd_vocab(args: argparse.Namespace) -> None:
     for name in args.input:
         if not Path(name).is_file():
             raise UsageError(f"{name}: no such input file")
-    tokenizer = Tokenizer.train(args.input, vocab_size=args.vocab_size, lowercase=not args.cased,
-                                min_frequency=args.min_frequency, show_progress=not args.quiet)
+    try:
+        tokenizer = Tokenizer.train(args.input, vocab_size=args.vocab_size, lowercase=not args.cased,
+                                    min_frequency=args.min_frequency, special_tokens=args.special_tokens,
+                                    show_progress=not args.quiet)
+    except ValueError as e:
+        raise UsageError(f"--special-tokens: {e}") from None
     with atomic_directory(output) as staging:
         tokenizer.save_pretrained(staging)
     print(f"wrote {output}: WordPiece vocabulary of {tokenizer.vocab_size} tokens "
-          f"({'cased' if args.cased else 'uncased'})", file=sys.stderr)
+          f"({'cased' if args.cased else 'uncased'}; special: "
+          f"{' '.join(tokenizer.convert_ids_to_tokens(sorted(tokenizer.all_special_ids)))})", file=sys.stderr)
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -359,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, default=30522, help="vocabulary size (default 30522, BERT's)")
     p.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase, strip accents)")
     p.add_argument("--min-frequency", type=int, default=2, help="drop merges seen fewer times (default 2)")
+    p.add_argument("--special-tokens", nargs="+", default=[], metavar="TOKEN",
+                   help="extra tokens kept whole and never masked, after [PAD] [UNK] [CLS] [SEP] [MASK] "
+                        "(e.g. [URL] [USER])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_vocab)

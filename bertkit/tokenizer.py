@@ -464,7 +464,11 @@ class Tokenizer:
         self._strip_accents = strip_accents
         self._tokenize_chinese_chars = tokenize_chinese_chars
         self._model_max_length = int(model_max_length)
-        self._special_ids = frozenset(vocab[t] for t in SPECIAL_TOKENS)
+        # BERT's five plus any extra special tokens the vocabulary was trained with ([URL], <e1>, ...).
+        added = backend.get_added_tokens_decoder()
+        self._extra_specials = tuple(t.content for i, t in sorted(added.items())
+                                     if t.special and t.content not in SPECIAL_TOKENS)
+        self._special_ids = frozenset(vocab[t] for t in (*SPECIAL_TOKENS, *self._extra_specials))
         # The backend's truncation/padding settings are shared state.
         self._lock = threading.Lock()
 
@@ -593,10 +597,15 @@ class Tokenizer:
     ) -> Tokenizer:
         """Train a WordPiece vocabulary on plain UTF-8 text files.
 
-        The special tokens get ids ``0..len(special_tokens)-1`` in order.
+        The special tokens get ids ``0..len(special_tokens)-1`` in order. Those beyond BERT's five
+        (e.g. ``[URL]``) are, like them, matched whole in the raw text and never split or masked.
         """
         if isinstance(files, (str, os.PathLike)):
             files = [files]
+        special_tokens = list(dict.fromkeys([*SPECIAL_TOKENS, *special_tokens]))  # BERT's five always, first
+        for token in special_tokens:
+            if not token.strip() or token != token.strip():
+                raise ValueError(f"special token {token!r} is empty or has surrounding spaces")
         paths = [Path(f) for f in files]
         for p in paths:
             if not p.is_file():
@@ -609,7 +618,7 @@ class Tokenizer:
             vocab_size=vocab_size,
             min_frequency=min_frequency,
             limit_alphabet=limit_alphabet,
-            special_tokens=list(special_tokens),
+            special_tokens=special_tokens,
             continuing_subword_prefix=CONTINUATION_PREFIX,
             show_progress=show_progress,
         )
@@ -621,6 +630,7 @@ class Tokenizer:
         _install_pipeline(
             trained, lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=True, vocab=vocab
         )
+        trained.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens[len(SPECIAL_TOKENS):]])
         return cls(trained, lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=True)
 
     # ---- encoding -----------------------------------------------------------
@@ -852,7 +862,7 @@ class Tokenizer:
 
     @property
     def all_special_ids(self) -> frozenset[int]:
-        """Ids of [PAD], [UNK], [CLS], [SEP] and [MASK]."""
+        """Ids of [PAD], [UNK], [CLS], [SEP], [MASK] and any extra special tokens."""
         return self._special_ids
 
     @property
@@ -889,7 +899,10 @@ class Tokenizer:
             self._backend.no_truncation()
             self._backend.no_padding()
             self._backend.save(str(path / "tokenizer.json"))
-        specials = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
+        specials: dict[str, Any] = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS,
+                                    "mask_token": MASK}
+        if self._extra_specials:
+            specials["additional_special_tokens"] = list(self._extra_specials)
         config = {
             "tokenizer_class": "PreTrainedTokenizerFast",  # loads tokenizer.json as written (see docstring)
             "do_lower_case": self._lowercase,

@@ -141,6 +141,25 @@ def test_vocab_command_trains_and_refuses_to_clobber(tmp_path: Path, capsys) -> 
     assert (out / "vocab.txt").read_bytes() == before
 
 
+def test_vocab_with_extra_special_tokens_keeps_them_whole_everywhere(tmp_path: Path, capsys) -> None:
+    from transformers import AutoTokenizer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"user {i} shared a link to the quick brown fox" for i in range(200)))
+    out = tmp_path / "vocab"
+    assert main(["vocab", "--input", str(corpus), "--output", str(out), "--vocab-size", "120", "--quiet",
+                 "--special-tokens", "[URL]", "[USER]"]) == 0
+    tokenizer = Tokenizer.from_pretrained(out)
+    assert tokenizer.convert_ids_to_tokens([5, 6]) == ["[URL]", "[USER]"]
+    assert {5, 6} <= tokenizer.all_special_ids  # so masking never picks them
+    ids = tokenizer.encode("[USER] shared[URL] now")
+    assert ids[1] == 6 and 5 in ids and tokenizer.unk_token_id not in ids
+    assert AutoTokenizer.from_pretrained(out)("[USER] shared[URL] now")["input_ids"] == ids
+    assert main(["vocab", "--input", str(corpus), "--output", str(tmp_path / "bad"), "--quiet",
+                 "--special-tokens", " [X]"]) == 2
+    assert "--special-tokens" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_console_script_help() -> None:
     result = subprocess.run([sys.executable, "-m", "bertkit.cli", "embed", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--pooling" in result.stdout and "--max-length" in result.stdout
