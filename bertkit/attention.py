@@ -11,17 +11,13 @@ The unpadded encoder (see `unpad.py`) packs the real tokens of all sequences as 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
 from .unpad import Unpadded, pad, unpad
-
-try:  # FlashAttention's varlen kernel, CUDA only (torch >= 2.10)
-    from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # pragma: no cover - older torch
-    varlen_attn = None
 
 AttentionKernel = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], float],
@@ -87,7 +83,8 @@ def varlen_attention(
     """
     if kernel == "sdpa" and _flash_varlen_runs(query, dropout_p):
         max_len = unpadded.max_seqlen
-        return varlen_attn(query, key, value, unpadded.cu_seqlens, unpadded.cu_seqlens, max_len, max_len)
+        flash = flash_varlen_kernel()
+        return flash(query, key, value, unpadded.cu_seqlens, unpadded.cu_seqlens, max_len, max_len)
     query, key, value = (pad(x, unpadded).transpose(1, 2) for x in (query, key, value))  # (B, nH, T, dH)
     # An unpadded batch has padding (that is why it was unpadded): no need to check the mask on the host.
     bias = mask_bias(unpadded.attention_mask, query.dtype)
@@ -96,5 +93,16 @@ def varlen_attention(
 
 
 def _flash_varlen_runs(query: torch.Tensor, dropout_p: float) -> bool:
-    return (varlen_attn is not None and query.is_cuda and query.dtype in (torch.float16, torch.bfloat16)
-            and dropout_p == 0.0 and torch.cuda.get_device_capability(query.device) >= (8, 0))
+    return (query.is_cuda and query.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0
+            and torch.cuda.get_device_capability(query.device) >= (8, 0) and flash_varlen_kernel() is not None)
+
+
+@cache
+def flash_varlen_kernel() -> Callable[..., torch.Tensor] | None:
+    """FlashAttention's varlen kernel (CUDA, torch >= 2.10), imported on first use: its module imports
+    torch._dynamo, seconds of start-up that a CPU process never needs."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:  # pragma: no cover - older torch
+        return None
+    return varlen_attn

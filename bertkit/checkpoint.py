@@ -15,7 +15,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -26,6 +26,8 @@ from .files import atomic_directory
 
 if TYPE_CHECKING:
     from .pretrained import PreTrainedModel
+
+M = TypeVar("M", bound="PreTrainedModel")
 
 logger = logging.getLogger("bertkit")
 
@@ -158,19 +160,28 @@ def _align_prefix(state: dict[str, torch.Tensor], model_keys: set[str], prefix: 
     return state
 
 
-def load_weights(model: PreTrainedModel, state: dict[str, torch.Tensor], source: str) -> LoadReport:
-    """Copy `state` into `model` after translating names; refuse any shape mismatch."""
+def _translated(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` under the model's key names, tied aliases dropped."""
+    tied = set(model.tied_parameter_names())
+    state = _align_prefix(rename_legacy_keys(state), set(model.state_dict()), model.base_model_prefix + ".")
+    return {k: v for k, v in state.items() if k not in tied}
+
+
+def load_weights(model: PreTrainedModel, state: dict[str, torch.Tensor], source: str, assign: bool = False) -> LoadReport:
+    """Copy `state` into `model` after translating names; refuse any shape mismatch. With `assign`, the
+    model takes the tensors themselves (cast to its dtypes) instead of copying into its own."""
     expected = model.state_dict()
     tied = set(model.tied_parameter_names())
-    state = _align_prefix(rename_legacy_keys(state), set(expected), model.base_model_prefix + ".")
-    state = {k: v for k, v in state.items() if k not in tied}
+    state = _translated(model, state)
     for key, tensor in state.items():
         if key in expected and tensor.shape != expected[key].shape:
             raise CheckpointError(
                 f"{source}: tensor {key!r} has shape {tuple(tensor.shape)} in the checkpoint but "
                 f"{tuple(expected[key].shape)} in the model (does config.json match the weights?)"
             )
-    result = model.load_state_dict(state, strict=False)
+    if assign:
+        state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False, assign=assign)
     report = LoadReport(missing=[k for k in result.missing_keys if k not in tied], unexpected=list(result.unexpected_keys))
     if report.missing:
         logger.warning(
@@ -181,6 +192,24 @@ def load_weights(model: PreTrainedModel, state: dict[str, torch.Tensor], source:
         logger.info("%s: %d checkpoint weights unused by %s: %s", source, len(report.unexpected),
                     type(model).__name__, _abbreviate(report.unexpected))
     return report
+
+
+def build_loaded(build: Callable[[], M], state: dict[str, torch.Tensor], source: str) -> M:
+    """The model `build` makes, holding `state`, with `load_report` set.
+
+    When the file holds every weight, the model is built on the meta device and takes the file's tensors:
+    no random initialisation to throw away (for a small model, half a second of every command's start).
+    When some are missing (a new task head), it is built and initialised as always, so new weights come
+    from the same random draws whatever the file holds."""
+    with torch.device("meta"):
+        skeleton = build()
+    if set(skeleton.state_dict()) - set(skeleton.tied_parameter_names()) <= set(_translated(skeleton, state)):
+        skeleton.load_report = load_weights(skeleton, state, source, assign=True)
+        skeleton.tie_weights()  # assignment replaced the shared parameter on one side only
+        return skeleton
+    model = build()
+    model.load_report = load_weights(model, state, source)
+    return model
 
 
 def _abbreviate(keys: list[str], limit: int = 8) -> str:

@@ -20,6 +20,7 @@ from . import checkpoint, packaged
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .files import atomic_directory, atomic_file
+from .memory import keep_freed_memory
 
 logger = logging.getLogger("bertkit")
 
@@ -388,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="bertkit: %(message)s")
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # batches reuse their activations' memory instead of faulting it back in (memory.py)
     handled: tuple[type[BaseException], ...] = (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError,
                                                 IsADirectoryError, CheckpointError, ConfigError, ValueError)
     run: Callable[[argparse.Namespace], None] = args.func

@@ -91,8 +91,7 @@ class PreTrainedModel(nn.Module):
         returned in eval mode, as transformers does.
         """
         config = checkpoint.load_config(directory, **config_overrides)
-        model = cls(config)
-        model.load_report = checkpoint.load_weights(model, checkpoint.read_state_dict(directory), str(directory))
+        model = checkpoint.build_loaded(lambda: cls(config), checkpoint.read_state_dict(directory), str(directory))
         if dtype is not None or device is not None:
             model.to(device=device, dtype=dtype)
         return model.eval()

@@ -131,7 +131,34 @@ class _UnicodeTables:
 
 @functools.lru_cache(maxsize=None)
 def _unicode_tables() -> _UnicodeTables:
-    """Build the character classes once per process (well under a second)."""
+    """The character classes: built once per machine, then read from the cache (building them scans all
+    1.1M code points, about 2 s of every process start on a slow CPU). The cache file's name carries
+    everything they depend on: Python's Unicode version and the tokenizers version."""
+    cache = _unicode_cache_file()
+    try:
+        fields = json.loads(cache.read_text(encoding="utf-8"))
+        return _UnicodeTables(**{k: tuple(map(tuple, v)) if k.endswith("_fixes") else v for k, v in fields.items()})
+    except (OSError, ValueError, TypeError):  # absent, unreadable or from another bertkit: build it
+        pass
+    tables = _build_unicode_tables()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        staging.write_text(json.dumps(dataclasses.asdict(tables)), encoding="utf-8")
+        os.replace(staging, cache)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:  # a read-only home: build again next time
+        pass
+    return tables
+
+
+def _unicode_cache_file() -> Path:
+    import tokenizers
+
+    root = os.environ.get("BERTKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bertkit"
+    return Path(root) / f"unicode-tables-{unicodedata.unidata_version}-tokenizers-{tokenizers.__version__}.json"
+
+
+def _build_unicode_tables() -> _UnicodeTables:
     removed: list[int] = []
     whitespace: list[int] = []
     punctuation: list[int] = []

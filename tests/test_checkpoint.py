@@ -19,6 +19,7 @@ import bertkit.checkpoint
 from bertkit import (
     BertConfig,
     BertForMaskedLM,
+    BertForPreTraining,
     BertForSequenceClassification,
     BertModel,
     CheckpointError,
@@ -554,3 +555,23 @@ def test_attn_implementation_override(tmp_path):
     assert "attn_implementation" not in json.loads((tmp_path / "eager" / "config.json").read_text())
     with pytest.raises(ConfigError, match="attn_implementation='flash'"):
         BertModel.from_pretrained(tmp_path / "m", attn_implementation="flash")
+
+
+def test_a_complete_checkpoint_loads_without_initialising_and_a_new_head_as_before(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    BertForPreTraining(tiny()).save_pretrained(tmp_path / "pre")
+    state = torch.get_rng_state()
+    model = BertForPreTraining.from_pretrained(tmp_path / "pre", dtype=torch.float64)
+    assert torch.equal(torch.get_rng_state(), state)  # every weight came from the file: no random draws
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight  # still tied
+    assert not any(t.is_meta for t in model.state_dict().values()) and model.dtype == torch.float64
+    assert all(p.requires_grad for p in model.parameters()) and not model.load_report.missing
+    for name, tensor in load_file(tmp_path / "pre" / "model.safetensors").items():
+        assert torch.equal(model.state_dict()[name], tensor.double()), name
+    # A new head is initialised from the same draws as a model built by hand, then loaded.
+    torch.manual_seed(5)
+    loaded = BertForSequenceClassification.from_pretrained(tmp_path / "pre", num_labels=3)
+    torch.manual_seed(5)
+    by_hand = BertForSequenceClassification(tiny(num_labels=3))
+    assert torch.equal(loaded.classifier.weight, by_hand.classifier.weight)
+    assert loaded.load_report.missing == ["classifier.weight", "classifier.bias"]

@@ -252,8 +252,9 @@ def test_flash_varlen_kernel_on_gpu_matches_padded(dtype: torch.dtype, monkeypat
     if not _flash_varlen_runs(torch.empty(1, device="cuda", dtype=dtype), 0.0):
         pytest.skip("FlashAttention varlen does not run on this GPU")
     calls = []
-    flash = bertkit.attention.varlen_attn
-    monkeypatch.setattr(bertkit.attention, "varlen_attn", lambda *a, **k: calls.append(1) or flash(*a, **k))
+    flash = bertkit.attention.flash_varlen_kernel()
+    counted = lambda *a, **k: calls.append(1) or flash(*a, **k)  # noqa: E731
+    monkeypatch.setattr(bertkit.attention, "flash_varlen_kernel", lambda: counted)
     with torch.no_grad():
         model.config.unpad = False
         padded = model(ids, mask, types)

@@ -170,8 +170,8 @@ class BiEncoder(PreTrainedModel):
             settings = SimilaritySettings(declared.pooling, declared.normalize, declared.max_length)
         config.extra["bertkit"] = settings.to_config()
         state = checkpoint.read_state_dict(directory)
-        model = cls(config, add_pooling_layer=any(k.startswith(("pooler.", "bert.pooler.")) for k in state))
-        model.load_report = checkpoint.load_weights(model, state, str(directory))
+        pooler = any(k.startswith(("pooler.", "bert.pooler.")) for k in state)
+        model = checkpoint.build_loaded(lambda: cls(config, add_pooling_layer=pooler), state, str(directory))
         if dtype is not None or device is not None:
             model.to(device=device, dtype=dtype)
         return model.eval()
