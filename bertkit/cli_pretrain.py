@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli import UsageError
-from .cli_tasks import add_engine_options, train_args
+from .cli_tasks import add_engine_options, print_run_summary, train_args
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -51,10 +51,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     if (args.steps is None) == (args.epochs is None):
         raise UsageError("give --steps N or --epochs N (one of them)")
     result = pretrain(*_pretrain_args(args))
-    print(json.dumps({"output": args.output, "steps": result.steps, "seconds": round(result.seconds, 1),
-                      "train_examples": result.train_examples, "eval_examples": result.eval_examples,
-                      **{f"before_{k}": round(v, 4) for k, v in result.baseline.items()},
-                      **{f"eval_{k}": round(v, 4) for k, v in result.best_metrics.items()}}))
+    print_run_summary({"output": args.output, "steps": result.steps, "seconds": round(result.seconds, 1),
+                       "train_examples": result.train_examples, "eval_examples": result.eval_examples,
+                       **{f"before_{k}": round(v, 4) for k, v in result.baseline.items()},
+                       **{f"eval_{k}": round(v, 4) for k, v in result.best_metrics.items()}})
 
 
 def add_pretrain_commands(sub: Any) -> None:

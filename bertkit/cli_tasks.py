@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,8 +73,14 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     location = packaged.resolve(args.model)
     result = _task_module(args.task).finetune(location.model_dir, args.train, args.eval, train_args(args),
                                               **_task_options(args))
-    print(json.dumps({"output": args.output, "steps": result.steps, "seconds": round(result.seconds, 1),
-                      "stopped_early": result.stopped_early, **{f"eval_{k}": v for k, v in result.best_metrics.items()}}))
+    print_run_summary({"output": args.output, "steps": result.steps, "seconds": round(result.seconds, 1),
+                       "stopped_early": result.stopped_early, **{f"eval_{k}": v for k, v in result.best_metrics.items()}})
+
+
+def print_run_summary(summary: dict[str, Any]) -> None:
+    """A training run's JSON line, once: under torchrun every process finishes the run, rank 0 reports it."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))
 
 
 # --- loading a fine-tuned model ---

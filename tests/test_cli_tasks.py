@@ -94,7 +94,8 @@ def test_cli_finetune_under_torchrun_with_fsdp_equals_one_process(tiny_dir: Path
                           "29541", "-m", "bertkit.cli", *args, "--output", str(tmp_path / "fsdp"), "--fsdp"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    sharded = json.loads(run.stdout.splitlines()[0])
+    (summary,) = run.stdout.splitlines()  # one summary line, from rank 0
+    sharded = json.loads(summary)
     assert sharded["eval_spearman"] == pytest.approx(single["eval_spearman"], abs=1e-4)
     a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "fsdp" / "model.safetensors")
     assert a.keys() == b.keys()
