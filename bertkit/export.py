@@ -125,8 +125,8 @@ def load_torch_head(model_dir: Path, head: Head) -> nn.Module:
     if head.model_class is BertModel:
         # An encoder saved without a pooler (a sentence encoder) is exported without pooler_output.
         state = checkpoint.read_state_dict(model_dir)
-        model = BertModel(checkpoint.load_config(model_dir, unpad=False), add_pooling_layer=any("pooler." in k for k in state))
-        model.load_report = checkpoint.load_weights(model, state, str(model_dir))
+        config, pooler = checkpoint.load_config(model_dir, unpad=False), any("pooler." in k for k in state)
+        model = checkpoint.build_loaded(lambda: BertModel(config, add_pooling_layer=pooler), state, str(model_dir))
     else:
         model = head.model_class.from_pretrained(model_dir, unpad=False, device="cpu")
     if model.load_report.missing:

@@ -87,8 +87,10 @@ def forward_outputs(model: torch.nn.Module, features: Sequence[Feature], pad_tok
     """(indices, model output) over length-sorted batches of features: a task head's inference loop.
     With `with_targets` the features' targets go in too, so the output carries the loss."""
     for batch in length_sorted_batches([feature_length(f) for f in features], batch_size):
-        chosen = features if with_targets else [{k: f[k] for k in ("input_ids", "token_type_ids")} for f in features]
-        inputs = collate([chosen[i] for i in batch], pad_token_id)
+        chosen = [features[i] for i in batch]
+        if not with_targets:
+            chosen = [{k: f[k] for k in ("input_ids", "token_type_ids")} for f in chosen]
+        inputs = collate(chosen, pad_token_id)
         yield batch, model(**{k: v.to(model.device) for k, v in inputs.items()})
 
 

@@ -195,11 +195,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_state(out: Path, model: PreTrainedModel, tokenizer: Any, optimizer: torch.optim.Optimizer,
-                        scheduler: Any, scaler: torch.amp.GradScaler, progress: dict[str, Any], is_main: bool) -> None:
+def save_training_state(out: Path, model: PreTrainedModel, weights: dict[str, torch.Tensor] | None, tokenizer: Any,
+                        optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+                        progress: dict[str, Any], is_main: bool) -> None:
     """checkpoint-last/: the model plus everything needed to continue exactly, swapped in atomically.
-    Every rank calls it (a sharded model is gathered first); rank 0 writes."""
-    weights, optimizer_state = parallel.model_state(model), parallel.optimizer_state(model, optimizer)
+    `weights`: `parallel.model_state(model)`. Every rank calls it (the optimizer state of a sharded model
+    is gathered); rank 0 writes."""
+    optimizer_state = parallel.optimizer_state(model, optimizer)
     if not is_main:
         return
     with atomic_directory(out / CHECKPOINT_DIR) as staging:
@@ -282,14 +284,14 @@ def fit(
              **{f"eval_{k}": v for k, v in metrics.items()}})
         value = metrics[args.metric]
         improved = progress["best"] is None or (value > progress["best"] if args.greater_is_better else value < progress["best"])
+        weights = parallel.model_state(model)  # every rank takes part in gathering a sharded model, once
         if improved:
             progress.update(best=value, evals_without_gain=0, best_metrics=metrics)
-            weights = parallel.model_state(model)  # every rank takes part in gathering a sharded model
             if is_main:
                 model.save_pretrained(out, tokenizer=tokenizer, state_dict=weights)  # keeps metrics.jsonl, checkpoint-last/
         else:
             progress["evals_without_gain"] += 1
-        save_training_state(out, model, tokenizer, optimizer, scheduler, scaler, dict(progress), is_main)
+        save_training_state(out, model, weights, tokenizer, optimizer, scheduler, scaler, dict(progress), is_main)
         if is_main and args.progress:
             tqdm.write(file=sys.stderr, s=f"step {progress['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return args.patience > 0 and progress["evals_without_gain"] >= args.patience
@@ -318,7 +320,8 @@ def fit(
             for i, batch in enumerate(micro):
                 # Loss = sum over this step's targets / their count (all micro-batches, all ranks);
                 # DDP and FSDP average gradients over ranks, hence the world_size factor.
-                with parallel.gradient_sync(wrapped, enabled=i == len(micro) - 1), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                sync = parallel.gradient_sync(wrapped, enabled=i == len(micro) - 1)
+                with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     mean_loss = wrapped(**batch).loss
                     scaled = mean_loss * label_units(batch) / units * world_size
                 scaler.scale(scaled).backward()

@@ -532,3 +532,18 @@ def test_bad_inputs(small: Tokenizer):
         small("a", padding="sideways")
     with pytest.raises(ValueError, match="empty"):
         small([])
+
+
+def test_unicode_tables_are_cached_per_machine_and_rebuilt_from_a_bad_cache(tmp_path, monkeypatch) -> None:
+    from bertkit import tokenizer as module
+
+    monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path))
+    module._unicode_tables.cache_clear()
+    built = module._unicode_tables()  # nothing cached yet: built and written
+    (cache,) = tmp_path.glob("unicode-tables-*.json")
+    module._unicode_tables.cache_clear()
+    assert module._unicode_tables() == built  # read back equal, tuples and all
+    cache.write_text('{"removed": "[', encoding="utf-8")  # truncated by a crash, say
+    module._unicode_tables.cache_clear()
+    assert module._unicode_tables() == built and json.loads(cache.read_text(encoding="utf-8"))["removed"] == built.removed
+    module._unicode_tables.cache_clear()

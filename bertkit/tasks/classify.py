@@ -204,8 +204,8 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     kind = label_kind(train_records, problem_type)
     id2label = build_labels(train_records, kind)
     label2id = {name: i for i, name in id2label.items()}
-    tokenizer = Tokenizer.from_pretrained(model_dir)
     check_max_length(model_dir, max_length)
+    tokenizer = Tokenizer.from_pretrained(model_dir)
     stride = max_length // 4 if stride is None else stride
     train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file), stride)
     eval_features = (encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file), stride)
