@@ -3,7 +3,7 @@
 The texts are real and packaged (`bertkit data`): Rotten Tomatoes review snippets, WNUT-16 tweets and
 news articles (cut at --max-length tokens), shuffled together. Every contender embeds the same texts
 (mean pooling over real tokens, as sentence-transformers does) on the same machine in one run; each
-is repeated and the median is reported, with its ratio to bertkit. Contenders:
+is repeated, in turns with the others, and the median is reported, with its ratio to bertkit. Contenders:
 
 - bertkit: `bertkit.infer.embed` (tokenise once, sort by length, batch, restore input order);
 - transformers sdpa / eager, batches in input order, each padded to its longest text (what a user
@@ -104,19 +104,28 @@ def padding_share(model_dir: str, texts: list[str], batch_size: int, max_length:
     return 1 - sum(lengths) / padded
 
 
-def measure(name: str, run: Callable, texts: list[str], repeats: int, reference: np.ndarray | None) -> dict:
-    run(texts[:64])  # warm-up: allocator, kernels, lazy imports
-    seconds, result = [], None
+def measure(contenders: list[tuple[str, Callable]], texts: list[str], repeats: int) -> list[dict]:
+    """Median seconds of each contender, repetitions taken in turns (A B C A B C ...) so that the machine's
+    slow and fast spells fall on all of them alike; embeddings compared with the first contender's."""
+    for _, run in contenders:
+        run(texts[:64])  # warm-up: allocator, kernels, lazy imports
+    seconds: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    results: dict[str, np.ndarray] = {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = run(texts)
-        seconds.append(time.perf_counter() - started)
-    diff = float(np.abs(result - reference).max()) if reference is not None else 0.0
-    row = {"contender": name, "median_s": round(statistics.median(seconds), 3),
-           "texts_per_s": round(len(texts) / statistics.median(seconds), 1), "max_abs_diff_vs_bertkit": diff}
-    print(f"{name:<38} {row['median_s']:8.2f} s  {row['texts_per_s']:8.1f} texts/s  max|diff| {diff:.1e}",
-          file=sys.stderr)
-    return {**row, "result": result}
+        for name, run in contenders:
+            started = time.perf_counter()
+            results[name] = run(texts)
+            seconds[name].append(time.perf_counter() - started)
+    reference = results[contenders[0][0]]
+    rows = []
+    for name, _ in contenders:
+        median = statistics.median(seconds[name])
+        diff = float(np.abs(results[name] - reference).max())
+        rows.append({"contender": name, "median_s": round(median, 3), "texts_per_s": round(len(texts) / median, 1),
+                     "max_abs_diff_vs_bertkit": diff, "runs_s": [round(t, 2) for t in seconds[name]]})
+        print(f"{name:<38} {median:8.2f} s  {len(texts) / median:8.1f} texts/s  max|diff| {diff:.1e}  "
+              f"runs {' '.join(f'{t:.2f}' for t in seconds[name])}", file=sys.stderr)
+    return rows
 
 
 def main() -> None:
@@ -152,12 +161,7 @@ def main() -> None:
             contenders.append(("transformers eager, input order",
                                transformers_embedder(model_dir, "eager", False, args.batch_size, args.max_length)))
         print(f"-- {suite}", file=sys.stderr)
-        reference = None
-        for name, run in contenders:
-            row = measure(name, run, data, args.repeats, reference)
-            result = row.pop("result")
-            reference = result if reference is None else reference
-            rows.append({"suite": suite, **row})
+        rows.extend({"suite": suite, **row} for row in measure(contenders, data, args.repeats))
         base = next(r for r in rows if r["suite"] == suite and r["contender"] == "bertkit")["median_s"]
         for r in rows:
             if r["suite"] == suite:

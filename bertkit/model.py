@@ -31,6 +31,13 @@ AttentionMask = torch.Tensor | Unpadded | None
 # with 5-14 padding positions, 1.7x with 130), so `config.unpad=None` keeps such batches padded.
 AUTO_UNPAD_MIN_PADDING = 64
 
+# Without gradients, the feed-forward runs on this many bytes of (tokens, intermediate) activation at a time. A
+# whole batch's (32 x 256 tokens at MiniLM sizes: 50 MB) is above glibc's largest mmap threshold (32 MiB), so
+# it is mapped fresh and page-faulted in again by every layer; in chunks it is reused from the heap and stays
+# in cache. Measured on a 32 x 256 batch of MiniLM on 2 cores: 1.14x for the whole forward pass, results
+# unchanged (tokens are independent here). Training keeps the whole batch: autograd stores every chunk anyway.
+FEED_FORWARD_CHUNK_BYTES = 8 << 20
+
 
 class BertEmbeddings(nn.Module):
     """word + segment + learned absolute position embeddings, then LayerNorm and dropout."""
@@ -140,8 +147,17 @@ class BertLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         context, probs = self.attention.self(hidden, mask, kernel)
         hidden = self.attention.output(context, hidden)  # (B, T, H) or (N, H)
-        hidden = self.output(self.intermediate(hidden), hidden)  # (B, T, H) or (N, H)
-        return hidden, probs
+        return self.feed_forward(hidden), probs  # (B, T, H) or (N, H)
+
+    def feed_forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LayerNorm(hidden + W2·act(W1·hidden)), in chunks of tokens when no gradient is kept."""
+        token_bytes = self.intermediate.dense.out_features * hidden.element_size()
+        chunk_tokens = max(1, FEED_FORWARD_CHUNK_BYTES // token_bytes)
+        if torch.is_grad_enabled() or hidden.numel() <= chunk_tokens * hidden.size(-1):
+            return self.output(self.intermediate(hidden), hidden)
+        tokens = hidden.reshape(-1, hidden.size(-1))  # (B·T or N, H)
+        return torch.cat([self.output(self.intermediate(part), part) for part in tokens.split(chunk_tokens)]
+                         ).view_as(hidden)
 
 
 class BertEncoder(nn.Module):

@@ -180,6 +180,38 @@ def test_auto_unpads_only_batches_with_enough_padding(count_unpadded_calls: list
         assert count_unpadded_calls == [1, 1]
 
 
+@pytest.mark.parametrize("unpad", [False, True])
+def test_inference_in_feed_forward_chunks_equals_the_whole_batch(unpad: bool, monkeypatch) -> None:
+    model = bertkit.BertModel(tiny_config(unpad=unpad)).eval()
+    ids, mask, types = random_batch(model.config, batch=6, seq=20)
+    chunks: list[int] = []
+    intermediate = model.encoder.layer[0].intermediate
+    intermediate.register_forward_hook(lambda module, args, out: chunks.append(out.shape[0]))
+    with torch.no_grad():
+        whole = model(ids, mask, types, output_hidden_states=True)
+        assert chunks == [int(mask.sum()) if unpad else ids.shape[0]]  # one call: unpadded (N, I), padded (B, T, I)
+        chunks.clear()
+        token_bytes = model.config.intermediate_size * 4
+        monkeypatch.setattr(bertkit.model, "FEED_FORWARD_CHUNK_BYTES", 7 * token_bytes)  # 7 tokens a chunk
+        chunked = model(ids, mask, types, output_hidden_states=True)
+    tokens = int(mask.sum()) if unpad else ids.numel()
+    assert chunks == [7] * (tokens // 7) + ([tokens % 7] if tokens % 7 else [])
+    real = mask.bool()
+    for a, b in zip(chunked.hidden_states, whole.hidden_states, strict=True):
+        assert_close(a[real], b[real], atol=1e-6, rtol=1e-6)
+    assert_close(chunked.pooler_output, whole.pooler_output, atol=1e-6, rtol=1e-6)
+
+
+def test_training_keeps_the_feed_forward_whole(monkeypatch) -> None:
+    model = bertkit.BertModel(tiny_config()).train()
+    monkeypatch.setattr(bertkit.model, "FEED_FORWARD_CHUNK_BYTES", 1)
+    shapes: list[torch.Size] = []
+    model.encoder.layer[0].intermediate.register_forward_hook(lambda module, args, out: shapes.append(out.shape))
+    ids, mask, types = random_batch(model.config, batch=3, seq=9)
+    model(ids, mask, types).last_hidden_state.sum().backward()
+    assert shapes == [torch.Size([3, 9, model.config.intermediate_size])]
+
+
 def test_unpad_is_a_run_time_setting() -> None:
     config = tiny_config(unpad=True)
     assert "unpad" not in config.to_dict()
