@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 import torch
 from safetensors import SafetensorError
+from torch.overrides import TorchFunctionMode
 from safetensors.torch import load_file, save_file
 
 from .config import BertConfig
@@ -194,6 +195,19 @@ def load_weights(model: PreTrainedModel, state: dict[str, torch.Tensor], source:
     return report
 
 
+class _NoRandomFill(TorchFunctionMode):
+    """Skips normal_ while a model is built on the meta device, where there is nothing to fill: torch's meta
+    version of normal_ imports torch._dynamo, 2 s of a command's start, to draw no numbers at all."""
+
+    def __torch_function__(self, func: Callable, types: tuple, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in (torch.nn.init.normal_, torch.Tensor.normal_):
+            tensor = args[0] if args else kwargs["tensor"]  # init.normal_ passes its tensor by name
+            if tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
+
+
 def build_loaded(build: Callable[[], M], state: dict[str, torch.Tensor], source: str) -> M:
     """The model `build` makes, holding `state`, with `load_report` set.
 
@@ -201,7 +215,7 @@ def build_loaded(build: Callable[[], M], state: dict[str, torch.Tensor], source:
     no random initialisation to throw away (for a small model, half a second of every command's start).
     When some are missing (a new task head), it is built and initialised as always, so new weights come
     from the same random draws whatever the file holds."""
-    with torch.device("meta"):
+    with torch.device("meta"), _NoRandomFill():
         skeleton = build()
     if set(skeleton.state_dict()) - set(skeleton.tied_parameter_names()) <= set(_translated(skeleton, state)):
         skeleton.load_report = load_weights(skeleton, state, source, assign=True)

@@ -7,6 +7,8 @@ import json
 import os
 import random
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -575,3 +577,13 @@ def test_a_complete_checkpoint_loads_without_initialising_and_a_new_head_as_befo
     by_hand = BertForSequenceClassification(tiny(num_labels=3))
     assert torch.equal(loaded.classifier.weight, by_hand.classifier.weight)
     assert loaded.load_report.missing == ["classifier.weight", "classifier.bias"]
+
+
+def test_loading_a_complete_checkpoint_does_not_import_torch_dynamo(tmp_path: Path) -> None:
+    # torch's meta-device normal_ imports torch._dynamo (2 s): the meta build must skip it.
+    BertModel(tiny()).save_pretrained(tmp_path / "m")
+    check = ("import sys; from bertkit import BertModel; BertModel.from_pretrained(sys.argv[1]); "
+             "print('torch._dynamo' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", check, str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
