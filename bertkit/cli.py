@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,8 @@ from .checkpoint import CheckpointError
 from .config import ConfigError
 from .files import atomic_directory, atomic_file
 from .memory import keep_freed_memory
+
+T = TypeVar("T")
 
 logger = logging.getLogger("bertkit")
 
@@ -170,10 +172,7 @@ def _load_encoder(args: argparse.Namespace):
     else:
         model = BertModel.from_pretrained(location.model_dir,
                                           device="cpu" if args.backend == "torch-int8" else _device(args.device))
-        if args.backend == "torch-int8":
-            from .quantize import quantize_torch
-
-            model = quantize_torch(model)
+        model = apply_torch_backend(model, args.backend)
     return model, _load_tokenizer(location), _embedding_settings(args, location.model_dir)
 
 
@@ -296,8 +295,23 @@ def add_backend_option(p: argparse.ArgumentParser) -> None:
     from .onnx_backend import BACKENDS
 
     p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="torch (default); torch-int8: its Linear layers quantized to INT8 on loading (CPU); onnx, "
-                        "onnx-fp16, onnx-int8: a directory written by `bertkit export` run in ONNX Runtime")
+                   help="torch (default); torch-int8: its Linear layers quantized to INT8 on loading (CPU); "
+                        "torch-compile: its encoder layers compiled by torch.compile (a one-off compile of 20-60 s; "
+                        "no faster on CPU as measured, meant for GPUs); onnx, onnx-fp16, onnx-int8: a directory "
+                        "written by `bertkit export` run in ONNX Runtime")
+
+
+def apply_torch_backend(model: T, backend: str) -> T:
+    """The loaded PyTorch model as `backend` asks: as it is, INT8-quantized, or with compiled encoder layers."""
+    if backend == "torch-int8":
+        from .quantize import quantize_torch
+
+        return quantize_torch(model)
+    if backend == "torch-compile":
+        from .infer import compile_encoder
+
+        return compile_encoder(model)
+    return model
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import checkpoint, packaged
-from .cli import UsageError, _device, _load_tokenizer, add_backend_option, read_lines
+from .cli import UsageError, _device, _load_tokenizer, add_backend_option, apply_torch_backend, read_lines
 
 TASKS = ("classify", "ner", "qa", "similarity", "multiple-choice")
 TASK_OF_ARCHITECTURE = {"BertForSequenceClassification": "classify", "BertForTokenClassification": "ner",
@@ -118,11 +118,7 @@ def load_task_model(name: str, backend: str = "torch") -> tuple[str, Any, Any]:
     missing = [k for k in model.load_report.missing if not k.startswith("bert.pooler")]
     if missing:
         raise UsageError(f"{location.model_dir} has no trained {task} head ({', '.join(missing)} missing)")
-    if backend == "torch-int8":
-        from .quantize import quantize_torch
-
-        model = quantize_torch(model)
-    return task, model.eval(), _load_tokenizer(location)
+    return task, apply_torch_backend(model, backend).eval(), _load_tokenizer(location)
 
 
 # --- predict ---

@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -19,10 +19,12 @@ from tqdm.auto import tqdm
 
 from .batching import Feature, collate, feature_length
 from .heads import BertForMaskedLM
-from .model import BertModel
+from .model import BertLayer, BertModel
 from .tokenizer import Tokenizer
 
 logger = logging.getLogger("bertkit")
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 POOLINGS = ("mean", "cls")
 
@@ -99,6 +101,21 @@ def forward_batches(model: torch.nn.Module, features: Sequence[Feature], pad_tok
     """(indices, float32 logits) over length-sorted batches of features."""
     for batch, out in forward_outputs(model, features, pad_token_id, batch_size):
         yield batch, out.logits.float().cpu().numpy()
+
+
+def compile_encoder(model: M) -> M:
+    """`model` with each encoder layer compiled by torch.compile, in place; outputs unchanged (within 1e-6).
+
+    Layers, not the whole model: the model's entry decides from the data whether to unpad (a host-side
+    check that would split the graph), while a layer is tensor code alone. Shapes are dynamic, so batch sizes
+    and lengths do not recompile; each kind of batch (unpadded, padded with or without padding) compiles once.
+    Measured on a 2-core CPU: no faster than eager, after 20-60 s of compiling; it is meant for GPUs, where
+    fusing the bias, GELU and residual additions saves memory traffic.
+    """
+    for layer in model.modules():
+        if isinstance(layer, BertLayer):
+            layer.compile(dynamic=True)
+    return model
 
 
 @torch.inference_mode()

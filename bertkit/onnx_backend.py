@@ -34,8 +34,10 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # The model files of an export directory, by precision.
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
 # --backend of predict / evaluate / embed / similarity: the PyTorch module as loaded, the same with its Linear
-# layers quantized to INT8 on the fly (CPU), or one of an export directory's ONNX graphs.
-BACKENDS = {"torch": None, "torch-int8": None, "onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
+# layers quantized to INT8 on the fly (CPU) or its encoder layers compiled (torch.compile), or one of an export
+# directory's ONNX graphs.
+BACKENDS = {"torch": None, "torch-int8": None, "torch-compile": None,
+            "onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
 INSTALL_HINT = 'pip install "bertkit[onnx]"'
 
 

@@ -226,12 +226,14 @@ def test_embed_backends_agree(tokenizer: Tokenizer, tmp_path: Path, capsys) -> N
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(TEXTS) + "\n")
     vectors = {}
-    for backend, directory in (("torch", model_dir), ("onnx", tmp_path / "onnx"), ("onnx-int8", tmp_path / "onnx")):
+    for backend, directory in (("torch", model_dir), ("torch-compile", model_dir), ("onnx", tmp_path / "onnx"),
+                               ("onnx-int8", tmp_path / "onnx")):
         target = tmp_path / f"{backend}.npy"
         code, _, err = run(capsys, "embed", directory, "--input", texts, "--output", target, "--backend", backend,
                            "--quiet", "--batch-size", "4")
         assert code == 0, err
         vectors[backend] = np.load(target)
+    np.testing.assert_allclose(vectors["torch-compile"], vectors["torch"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(vectors["onnx"], vectors["torch"], atol=1e-4, rtol=0)
     cosine = (vectors["onnx-int8"] * vectors["torch"]).sum(1) / np.linalg.norm(vectors["onnx-int8"], axis=1) \
         / np.linalg.norm(vectors["torch"], axis=1)

@@ -202,6 +202,25 @@ def test_inference_in_feed_forward_chunks_equals_the_whole_batch(unpad: bool, mo
     assert_close(chunked.pooler_output, whole.pooler_output, atol=1e-6, rtol=1e-6)
 
 
+def test_compiled_encoder_layers_give_the_same_outputs() -> None:
+    from torch._dynamo.utils import counters
+
+    from bertkit.infer import compile_encoder
+
+    model = bertkit.BertForSequenceClassification(tiny_config(num_labels=2)).eval()
+    batches = [random_batch(model.config, batch=b, seq=s, seed=b) for b, s in ((6, 40), (3, 11), (5, 30))]
+    batches.append((batches[1][0], torch.ones_like(batches[1][1]), batches[1][2]))  # nothing padded
+    with torch.no_grad():
+        eager = [model(*batch).logits for batch in batches]
+        torch._dynamo.reset()
+        counters.clear()
+        assert compile_encoder(model) is model
+        compiled = [model(*batch).logits for batch in batches]
+    assert counters["stats"]["unique_graphs"] >= 2  # unpadded and padded layers really went through the compiler
+    for a, b in zip(compiled, eager, strict=True):
+        assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_training_keeps_the_feed_forward_whole(monkeypatch) -> None:
     model = bertkit.BertModel(tiny_config()).train()
     monkeypatch.setattr(bertkit.model, "FEED_FORWARD_CHUNK_BYTES", 1)
