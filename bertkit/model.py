@@ -150,10 +150,12 @@ class BertLayer(nn.Module):
         return self.feed_forward(hidden), probs  # (B, T, H) or (N, H)
 
     def feed_forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LayerNorm(hidden + W2·act(W1·hidden)), in chunks of tokens when no gradient is kept."""
+        """LayerNorm(hidden + W2·act(W1·hidden)), in chunks of tokens when no gradient is kept (eager only: a
+        compiled graph would unroll the chunks, and compile anew for every number of tokens)."""
         token_bytes = self.intermediate.dense.out_features * hidden.element_size()
         chunk_tokens = max(1, FEED_FORWARD_CHUNK_BYTES // token_bytes)
-        if torch.is_grad_enabled() or hidden.numel() <= chunk_tokens * hidden.size(-1):
+        if (torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or hidden.numel() <= chunk_tokens * hidden.size(-1)):
             return self.output(self.intermediate(hidden), hidden)
         tokens = hidden.reshape(-1, hidden.size(-1))  # (B·T or N, H)
         return torch.cat([self.output(self.intermediate(part), part) for part in tokens.split(chunk_tokens)]
