@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,15 @@ def hf_config(config: BertConfig, **overrides):
     transformers = pytest.importorskip("transformers")
     return transformers.BertConfig(**{**config.to_dict(), **overrides})
 
+
+
+def torchrun(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node 2 ARGS` (standalone: a free port, so runs never collide);
+    with `check`, a failure shows the processes' stderr, which a bare CalledProcessError would hide."""
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args],
+                         capture_output=True, text=True, timeout=timeout)
+    assert not check or run.returncode == 0, f"torchrun {' '.join(args)} exited {run.returncode}:\n{run.stderr[-4000:]}"
+    return run
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():

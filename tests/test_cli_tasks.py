@@ -7,8 +7,6 @@ task to its code, find the task again from the saved directory alone, and print 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from bertkit import Tokenizer
 from bertkit.cli import main
 
 import test_multiple_choice  # noqa: E402  (tests/ is on sys.path: pytest's rootdir conftest)
+from conftest import torchrun  # noqa: E402
 import test_ner  # noqa: E402
 import test_qa  # noqa: E402
 import test_similarity  # noqa: E402
@@ -90,10 +89,7 @@ def test_cli_finetune_under_torchrun_with_fsdp_equals_one_process(tiny_dir: Path
             "--max-length", "32", "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--seed", "0", "--quiet"]
     assert main([*args, "--output", str(tmp_path / "one"), "--grad-accum", "2"]) == 0
     single = json.loads(capsys.readouterr().out)
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29541", "-m", "bertkit.cli", *args, "--output", str(tmp_path / "fsdp"), "--fsdp"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = torchrun("-m", "bertkit.cli", *args, "--output", str(tmp_path / "fsdp"), "--fsdp")
     (summary,) = run.stdout.splitlines()  # one summary line, from rank 0
     sharded = json.loads(summary)
     assert sharded["eval_spearman"] == pytest.approx(single["eval_spearman"], abs=1e-4)

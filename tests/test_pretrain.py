@@ -22,6 +22,7 @@ from bertkit.pretraining_data import (A0, A1, A_KEEP, A_SKIP, B0, B1, B_KEEP, B_
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 import pretrain_tiny  # noqa: E402
+from conftest import torchrun  # noqa: E402  (tests/ is on sys.path)
 
 HELPER = Path(__file__).parent / "helpers" / "pretrain_tiny.py"
 
@@ -219,9 +220,7 @@ def test_two_processes_equal_one_process_with_accumulation(tmp_path: Path, mode:
     tokenizer = str(pretrain_tiny.write_tokenizer(corpus, tmp_path / "tokenizer"))
     subprocess.run([sys.executable, str(HELPER), str(corpus), str(tmp_path / "single"), "4", "2", tokenizer],
                    check=True, timeout=300, capture_output=True)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                    "29531" if mode == "ddp" else "29532", str(HELPER), str(corpus), str(tmp_path / mode), "4", "1",
-                    tokenizer, mode], check=True, timeout=300, capture_output=True)
+    torchrun(str(HELPER), str(corpus), str(tmp_path / mode), "4", "1", tokenizer, mode)
     a = torch.load(tmp_path / "single" / "final_state.pt", weights_only=True)
     b = torch.load(tmp_path / mode / "final_state.pt", weights_only=True)
     assert a.keys() == b.keys()
