@@ -15,6 +15,7 @@ compared with bertkit's (max |diff| is printed). One JSON line per contender at 
 
     python benchmarks/bench_inference.py                     # MiniLM-L6, 1,000 texts, batch 32, max 256
     python benchmarks/bench_inference.py --fixed 128         # also batches of texts of exactly 128 tokens
+    python benchmarks/bench_inference.py --bf16              # also bertkit and transformers in bfloat16
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ def mixed_texts(n: int, seed: int) -> list[str]:
     return texts
 
 
-def transformers_embedder(model_dir: str, attn: str, sort: bool, batch_size: int, max_length: int) -> Callable:
+def transformers_embedder(model_dir: str, attn: str, sort: bool, batch_size: int, max_length: int,
+                          dtype: torch.dtype = torch.float32) -> Callable:
     import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    model = transformers.AutoModel.from_pretrained(model_dir, attn_implementation=attn).eval()
+    model = transformers.AutoModel.from_pretrained(model_dir, attn_implementation=attn, dtype=dtype).eval()
 
     @torch.inference_mode()
     def run(texts: list[str]) -> np.ndarray:
@@ -62,7 +64,7 @@ def transformers_embedder(model_dir: str, attn: str, sort: bool, batch_size: int
             batch = order[start:start + batch_size]
             enc = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=max_length,
                             return_tensors="pt")
-            hidden = model(**enc).last_hidden_state
+            hidden = model(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             out[batch] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy()
         return out
@@ -70,9 +72,10 @@ def transformers_embedder(model_dir: str, attn: str, sort: bool, batch_size: int
     return run
 
 
-def bertkit_embedder(model_dir: str, batch_size: int, max_length: int) -> Callable:
+def bertkit_embedder(model_dir: str, batch_size: int, max_length: int,
+                     dtype: torch.dtype = torch.float32) -> Callable:
     tokenizer = Tokenizer.from_pretrained(model_dir)
-    model = BertModel.from_pretrained(model_dir).eval()
+    model = BertModel.from_pretrained(model_dir, dtype=dtype).eval()
     settings = EmbeddingSettings(pooling="mean", normalize=False, max_length=max_length)
     return lambda texts: embed(model, tokenizer, texts, settings, batch_size=batch_size)
 
@@ -138,6 +141,8 @@ def main() -> None:
     p.add_argument("--fixed", type=int, default=0, help="also time batches of texts all exactly this many tokens")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--skip-eager", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="also bertkit and length-sorted transformers in bfloat16 "
+                   "(fast on CPUs with AMX or AVX512-BF16; their max|diff| shows what the precision costs)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,6 +162,11 @@ def main() -> None:
                                                                                 args.batch_size, args.max_length)),
                       ("transformers sdpa, length-sorted", transformers_embedder(model_dir, "sdpa", True,
                                                                                   args.batch_size, args.max_length))]
+        if args.bf16:
+            contenders += [("bertkit bf16", bertkit_embedder(model_dir, args.batch_size, args.max_length,
+                                                             torch.bfloat16)),
+                           ("transformers sdpa bf16, length-sorted", transformers_embedder(
+                               model_dir, "sdpa", True, args.batch_size, args.max_length, torch.bfloat16))]
         if not args.skip_eager:
             contenders.append(("transformers eager, input order",
                                transformers_embedder(model_dir, "eager", False, args.batch_size, args.max_length)))

@@ -133,7 +133,7 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
 
     location = packaged.resolve(args.model)
     model_dir = location.model_dir
-    model = BertForMaskedLM.from_pretrained(model_dir, device=_device(args.device))
+    model = BertForMaskedLM.from_pretrained(model_dir, device=_device(args.device), dtype=precision_dtype(args.precision))
     if any(k.startswith("cls.predictions") for k in model.load_report.missing):
         raise UsageError(f"{model_dir} has no masked-LM head (cls.predictions.*); fill-mask needs a model "
                          "pretrained with one, e.g. the output of `bertkit pretrain`")
@@ -164,6 +164,7 @@ def _embedding_settings(args: argparse.Namespace, model_dir: Path):
 def _load_encoder(args: argparse.Namespace):
     from .model import BertModel
 
+    check_precision(args.backend, args.precision)
     location = packaged.resolve(args.model)
     if args.backend.startswith("onnx"):
         from .onnx_backend import load_encoder
@@ -172,7 +173,7 @@ def _load_encoder(args: argparse.Namespace):
     else:
         model = BertModel.from_pretrained(location.model_dir,
                                           device="cpu" if args.backend == "torch-int8" else _device(args.device))
-        model = apply_torch_backend(model, args.backend)
+        model = apply_torch_backend(model, args.backend, args.precision)
     return model, _load_tokenizer(location), _embedding_settings(args, location.model_dir)
 
 
@@ -299,10 +300,38 @@ def add_backend_option(p: argparse.ArgumentParser) -> None:
                         "torch-compile: its encoder layers compiled by torch.compile (a one-off compile of 20-60 s; "
                         "no faster on CPU as measured, meant for GPUs); onnx, onnx-fp16, onnx-int8: a directory "
                         "written by `bertkit export` run in ONNX Runtime")
+    add_precision_option(p)
 
 
-def apply_torch_backend(model: T, backend: str) -> T:
-    """The loaded PyTorch model as `backend` asks: as it is, INT8-quantized, or with compiled encoder layers."""
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def add_precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="the PyTorch model's weights and activations: fp32 (default: outputs as transformers "
+                        "computes them), bf16 (GPUs, and CPUs with AMX or AVX512-BF16: faster, outputs off by "
+                        "about 1e-2), fp16 (GPUs)")
+
+
+def precision_dtype(precision: str):
+    """--precision -> torch dtype."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def check_precision(backend: str, precision: str) -> None:
+    """Half precision is a setting of the PyTorch model; INT8 and ONNX backends fix their own."""
+    if precision != "fp32" and backend not in ("torch", "torch-compile"):
+        raise UsageError(f"--precision {precision} applies to the torch and torch-compile backends, not {backend} "
+                         "(ONNX in half precision: export with --fp16 and use --backend onnx-fp16)")
+
+
+def apply_torch_backend(model: T, backend: str, precision: str = "fp32") -> T:
+    """The loaded PyTorch model as `backend` and `precision` ask: as it is, INT8-quantized, or with compiled
+    encoder layers; its weights cast to half precision first if asked (outputs are read back as float32)."""
+    if precision != "fp32":
+        model = model.to(precision_dtype(precision))
     if backend == "torch-int8":
         from .quantize import quantize_torch
 
@@ -331,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="predictions per mask (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per mask and line")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    add_precision_option(p)
     p.set_defaults(func=cmd_fill_mask)
 
     p = sub.add_parser("embed", help="embed a file of texts (one per line) into a .npy matrix")

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import checkpoint, packaged
-from .cli import UsageError, _device, _load_tokenizer, add_backend_option, apply_torch_backend, read_lines
+from .cli import (UsageError, _device, _load_tokenizer, add_backend_option, apply_torch_backend, check_precision,
+                  read_lines)
 
 TASKS = ("classify", "ner", "qa", "similarity", "multiple-choice")
 TASK_OF_ARCHITECTURE = {"BertForSequenceClassification": "classify", "BertForTokenClassification": "ner",
@@ -98,12 +99,14 @@ def task_of(model_dir: Path) -> str:
                      f"`bertkit finetune TASK` (tasks: {', '.join(TASKS)})")
 
 
-def load_task_model(name: str, backend: str = "torch") -> tuple[str, Any, Any]:
+def load_task_model(name: str, backend: str = "torch", precision: str = "fp32") -> tuple[str, Any, Any]:
     """(task, model, tokenizer) of a fine-tuned directory, refusing one whose task head was never trained.
-    `backend`: see `onnx_backend.BACKENDS` (an ONNX backend reads a `bertkit export` directory)."""
+    `backend`: see `onnx_backend.BACKENDS` (an ONNX backend reads a `bertkit export` directory); `precision`:
+    fp32, bf16 or fp16 weights for the torch backends."""
     from . import heads
     from .tasks.similarity import BiEncoder
 
+    check_precision(backend, precision)
     location = packaged.resolve(name)
     task = task_of(location.model_dir)
     if backend.startswith("onnx"):
@@ -118,7 +121,7 @@ def load_task_model(name: str, backend: str = "torch") -> tuple[str, Any, Any]:
     missing = [k for k in model.load_report.missing if not k.startswith("bert.pooler")]
     if missing:
         raise UsageError(f"{location.model_dir} has no trained {task} head ({', '.join(missing)} missing)")
-    return task, apply_torch_backend(model, backend).eval(), _load_tokenizer(location)
+    return task, apply_torch_backend(model, backend, precision).eval(), _load_tokenizer(location)
 
 
 # --- predict ---
@@ -183,7 +186,7 @@ def _predict_inputs(task: str, args: argparse.Namespace) -> tuple[list[dict[str,
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    task, model, tokenizer = load_task_model(args.model, args.backend)
+    task, model, tokenizer = load_task_model(args.model, args.backend, args.precision)
     inputs, run = _predict_inputs(task, args)
     for shown, result in zip(inputs, run(model, tokenizer)):
         print(json.dumps({**shown, **result}, ensure_ascii=False))
@@ -206,7 +209,7 @@ def evaluate_metrics(task: str, model: Any, tokenizer: Any, data: str | Path, co
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    task, model, tokenizer = load_task_model(args.model, args.backend)
+    task, model, tokenizer = load_task_model(args.model, args.backend, args.precision)
     metrics = evaluate_metrics(task, model, tokenizer, args.data, _columns(args), args.max_length)
     print(json.dumps({"task": task, "data": str(args.data), **metrics}))
 

@@ -144,7 +144,7 @@ def embed(
                              tokenizer.pad_token_id)
             attention_mask = inputs["attention_mask"].to(device)
             hidden = model(inputs["input_ids"].to(device), attention_mask).last_hidden_state  # (B, T, H)
-            vectors = pool(hidden, attention_mask, settings.pooling).float()
+            vectors = pool(hidden.float(), attention_mask, settings.pooling)  # pooled in fp32 whatever the precision
             if settings.normalize:
                 vectors = F.normalize(vectors, dim=-1)
             out[batch] = vectors.cpu().numpy()

@@ -79,6 +79,31 @@ def test_embed_command_writes_rows_in_line_order(tiny_dir: Path, texts_file: Pat
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_embed_in_half_precision_stays_close_to_fp32(tiny_dir: Path, texts_file: Path, tmp_path: Path,
+                                                     precision: str) -> None:
+    vectors = {}
+    for name in ("fp32", precision):
+        out = tmp_path / f"{name}.npy"
+        assert main(["embed", str(tiny_dir), "--input", str(texts_file), "--output", str(out), "--batch-size", "2",
+                     "--precision", name, "--quiet"]) == 0
+        vectors[name] = np.load(out)
+    half, full = vectors[precision], vectors["fp32"]
+    assert half.dtype == np.float32 and half.shape == full.shape
+    cosine = (half * full).sum(1) / np.linalg.norm(half, axis=1) / np.linalg.norm(full, axis=1)
+    assert cosine.min() > 0.999
+    assert not np.array_equal(half, full)  # the model did run in half precision
+
+
+def test_half_precision_is_refused_where_the_backend_fixes_its_own(tiny_dir: Path, texts_file: Path, tmp_path: Path,
+                                                                   capsys) -> None:
+    out = tmp_path / "emb.npy"
+    assert main(["embed", str(tiny_dir), "--input", str(texts_file), "--output", str(out), "--backend", "torch-int8",
+                 "--precision", "bf16"]) == 2
+    assert "--precision bf16 applies to the torch and torch-compile backends, not torch-int8" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_embed_rejects_bad_utf8_naming_the_line(tiny_dir: Path, tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine\nalso fine\ncaf\xe9 latin-1\n")
@@ -190,8 +215,9 @@ def test_minilm_embeddings_equal_transformers_mean_pooling(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(ANTIBERTY is None, reason="antiberty is not installed")
-def test_antiberty_fill_mask_recovers_a_germline_residue(capsys) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_antiberty_fill_mask_recovers_a_germline_residue(precision: str, capsys) -> None:
     sequence = "E V Q L V E S G G G L V Q P G G S L R L S C A A S G F T F S S Y A M S W V R Q A P G K G L E W V S [MASK] I S G"
-    assert main(["fill-mask", "antiberty", sequence, "--top-k", "2", "--json"]) == 0
+    assert main(["fill-mask", "antiberty", sequence, "--top-k", "2", "--json", "--precision", precision]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["predictions"][0]["token"] == "A" and row["predictions"][0]["score"] > 0.5

@@ -218,6 +218,11 @@ def test_predict_backends_agree(classifier: tuple[Path, Path], classifier_export
     for backend, rows in results.items():
         assert [r["label"] for r in rows] == labels, backend
     assert max(abs(a["score"] - b["score"]) for a, b in zip(results["torch"], results["onnx"])) <= 1e-4
+    code, stdout, err = run(capsys, "predict", model_dir, *TEXTS, "--precision", "bf16")
+    assert code == 0, err
+    bf16 = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["label"] for r in bf16] == labels
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(results["torch"], bf16)) <= 2e-2
 
 
 def test_embed_backends_agree(tokenizer: Tokenizer, tmp_path: Path, capsys) -> None:

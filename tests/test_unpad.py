@@ -295,26 +295,43 @@ def test_unpadded_bert_model_matches_transformers_on_real_positions(tmp_path) ->
         assert_close(a[real], b[real], atol=1e-5, rtol=1e-5)
 
 
+def _half_precision_padded_and_unpadded(device: str, dtype: torch.dtype):
+    """A model in `dtype` run padded and unpadded on a batch with much padding; (padded, unpadded, mask)."""
+    torch.manual_seed(0)
+    config = tiny_config(hidden_size=64, num_attention_heads=4, max_position_embeddings=128)
+    model = bertkit.BertModel(config).to(device, dtype).eval()
+    ids, mask, types = (t.to(device) for t in random_batch(config, batch=8, seq=100))
+    with torch.no_grad():
+        model.config.unpad = False
+        padded = model(ids, mask, types)
+        model.config.unpad = True
+        unpadded = model(ids, mask, types)
+    return padded, unpadded, mask.bool()
+
+
+def _assert_close_on_real_positions(padded, unpadded, real: torch.Tensor) -> None:
+    # Padding positions hold zeros unpadded, meaningless values padded; half precision rounds differently.
+    assert_close(unpadded.last_hidden_state[real], padded.last_hidden_state[real], atol=2e-2, rtol=2e-2)
+    assert_close(unpadded.pooler_output, padded.pooler_output, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_unpadded_matches_padded_on_cpu(dtype: torch.dtype, count_unpadded_calls: list[int]) -> None:
+    padded, unpadded, real = _half_precision_padded_and_unpadded("cpu", dtype)
+    assert count_unpadded_calls == [1] and unpadded.last_hidden_state.dtype == dtype
+    _assert_close_on_real_positions(padded, unpadded, real)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_flash_varlen_kernel_on_gpu_matches_padded(dtype: torch.dtype, monkeypatch) -> None:
-    torch.manual_seed(0)
-    config = tiny_config(hidden_size=64, num_attention_heads=4, max_position_embeddings=128)
-    model = bertkit.BertModel(config).to("cuda", dtype).eval()
-    ids, mask, types = (t.cuda() for t in random_batch(config, batch=8, seq=100))
     if not _flash_varlen_runs(torch.empty(1, device="cuda", dtype=dtype), 0.0):
         pytest.skip("FlashAttention varlen does not run on this GPU")
     calls = []
     flash = bertkit.attention.flash_varlen_kernel()
     counted = lambda *a, **k: calls.append(1) or flash(*a, **k)  # noqa: E731
     monkeypatch.setattr(bertkit.attention, "flash_varlen_kernel", lambda: counted)
-    with torch.no_grad():
-        model.config.unpad = False
-        padded = model(ids, mask, types)
-        model.config.unpad = True
-        unpadded = model(ids, mask, types)
-    assert len(calls) == config.num_hidden_layers  # the flash kernel ran, not the re-padding fallback
-    real = mask.bool()  # padding positions hold zeros unpadded, meaningless values padded
-    assert_close(unpadded.last_hidden_state[real], padded.last_hidden_state[real], atol=2e-2, rtol=2e-2)
-    assert_close(unpadded.pooler_output, padded.pooler_output, atol=2e-2, rtol=2e-2)
+    padded, unpadded, real = _half_precision_padded_and_unpadded("cuda", dtype)
+    assert len(calls) == 2  # once per layer: the flash kernel ran, not the re-padding fallback
+    _assert_close_on_real_positions(padded, unpadded, real)
