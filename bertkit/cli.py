@@ -129,8 +129,14 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 def cmd_fill_mask(args: argparse.Namespace) -> None:
     from .heads import BertForMaskedLM
-    from .infer import fill_mask
+    from .infer import MissingMaskError, fill_masks
 
+    if args.input is not None and args.text:
+        raise UsageError("give texts as arguments or in --input FILE, not both")
+    texts = read_lines(args.input) if args.input is not None else args.text
+    if not texts:
+        raise UsageError(f"{args.input}: no lines" if args.input is not None else
+                         'give a text with [MASK], e.g. "The [MASK] sat on the mat." (or --input FILE)')
     location = packaged.resolve(args.model)
     model_dir = location.model_dir
     model = BertForMaskedLM.from_pretrained(model_dir, device=_device(args.device), dtype=precision_dtype(args.precision))
@@ -138,10 +144,16 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
         raise UsageError(f"{model_dir} has no masked-LM head (cls.predictions.*); fill-mask needs a model "
                          "pretrained with one, e.g. the output of `bertkit pretrain`")
     tokenizer = _load_tokenizer(location)
-    for text in args.text:
-        for mask_index, predictions in enumerate(fill_mask(model, tokenizer, text, args.top_k)):
+    try:
+        results = fill_masks(model, tokenizer, texts, args.top_k, args.batch_size)
+    except MissingMaskError as e:
+        raise UsageError(f"{args.input}, line {e.index + 1}: {e}" if args.input is not None else str(e)) from None
+    for number, (text, masks) in enumerate(zip(texts, results), start=1):
+        for mask_index, predictions in enumerate(masks):
             if args.json:
-                print(json.dumps({"text": text, "mask": mask_index, "predictions": [p.__dict__ for p in predictions]}))
+                line = {"line": number} if args.input is not None else {}
+                print(json.dumps({"text": text, **line, "mask": mask_index,
+                                  "predictions": [p.__dict__ for p in predictions]}))
                 continue
             print(f"{text}" + (f"  (mask {mask_index + 1})" if mask_index else ""))
             for p in predictions:
@@ -356,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fill-mask", help="predict the tokens behind [MASK]")
     _add_model(p)
-    p.add_argument("text", nargs="+", help='text with one or more [MASK], e.g. "The [MASK] sat on the mat."')
+    p.add_argument("text", nargs="*", help='text with one or more [MASK], e.g. "The [MASK] sat on the mat."')
+    p.add_argument("--input", help="UTF-8 file of texts with [MASK], one per line (instead of texts as arguments)")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
     p.add_argument("--top-k", type=int, default=5, help="predictions per mask (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per mask and line")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")

