@@ -145,7 +145,7 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
                          "pretrained with one, e.g. the output of `bertkit pretrain`")
     tokenizer = _load_tokenizer(location)
     try:
-        results = fill_masks(model, tokenizer, texts, args.top_k, args.batch_size)
+        results = fill_masks(model, tokenizer, texts, args.top_k, args.batch_size, args.max_tokens)
     except MissingMaskError as e:
         raise UsageError(f"{args.input}, line {e.index + 1}: {e}" if args.input is not None else str(e)) from None
     for number, (text, masks) in enumerate(zip(texts, results), start=1):
@@ -304,6 +304,12 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
     add_backend_option(p)
 
 
+def add_batch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="also cap a batch at this many tokens, padding included: bounds memory on long texts")
+
+
 def add_backend_option(p: argparse.ArgumentParser) -> None:
     from .onnx_backend import BACKENDS
 
@@ -370,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("text", nargs="*", help='text with one or more [MASK], e.g. "The [MASK] sat on the mat."')
     p.add_argument("--input", help="UTF-8 file of texts with [MASK], one per line (instead of texts as arguments)")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+    add_batch_options(p)
     p.add_argument("--top-k", type=int, default=5, help="predictions per mask (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per mask and line")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
@@ -381,9 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--input", required=True, help="UTF-8 text file, one text per line")
     p.add_argument("--output", required=True, help=".npy file to write: float32 (lines, hidden_size), row i = line i")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
-    p.add_argument("--max-tokens", type=int, default=None,
-                   help="also cap a batch at this many tokens, padding included: bounds memory on long texts")
+    add_batch_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_encoder_options(p)
     p.set_defaults(func=cmd_embed)

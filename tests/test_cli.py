@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from bertkit import BertForMaskedLM, BertModel, Tokenizer
+from bertkit import BertForMaskedLM, BertForSequenceClassification, BertModel, Tokenizer, infer
 from bertkit.cli import main
 from bertkit.batching import collate
 from bertkit.infer import EmbeddingSettings, embed, fill_mask, fill_masks, length_sorted_batches, pool
@@ -53,6 +53,18 @@ def test_token_budget_batches() -> None:
         batches = list(length_sorted_batches(lengths, batch_size=4, max_tokens=budget))
         assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
         assert all(len(b) == 1 or len(b) * lengths[b[0]] <= budget for b in batches)
+
+
+def test_task_inference_caps_batches_at_a_token_budget(tiny_dir: Path, monkeypatch) -> None:
+    model = BertForSequenceClassification.from_pretrained(tiny_dir, num_labels=2)
+    features = [{"input_ids": [2] + [5] * n + [3], "token_type_ids": [0] * (n + 2)} for n in (8, 3, 8, 1, 6)]
+    whole = dict(zip(*next(infer.forward_batches(model, features, pad_token_id=0, batch_size=8))))  # one batch
+    monkeypatch.setattr(infer, "TASK_BATCH_TOKENS", 20)
+    batches = list(infer.forward_batches(model, features, pad_token_id=0, batch_size=8))
+    assert [indices for indices, _ in batches] == [[0, 2], [4, 1], [3]]  # 2 x 10, 2 x 8, then 1 x 3 tokens
+    for indices, logits in batches:
+        for i, row in zip(indices, logits):
+            np.testing.assert_allclose(row, whole[i], atol=1e-6)
 
 
 def test_pooling_and_padding_values() -> None:
