@@ -125,6 +125,20 @@ def compile_encoder(model: M) -> M:
     return model
 
 
+def _token_ids(tokenizer: Tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+    """Each text's ids ([CLS] text [SEP]) through the tokenizer's batch path, with a warning if any were cut."""
+    encoded = tokenizer(list(texts), max_length=max_length, padding=False, return_tensors=None)
+    if encoded.num_truncated:
+        logger.warning("%d of %d texts were longer than %d tokens and were truncated",
+                       encoded.num_truncated, len(texts), max_length or tokenizer.model_max_length)
+    return encoded.input_ids
+
+
+def _collate_texts(ids: Sequence[list[int]], batch: list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """The single-segment texts `batch` indexes, padded to their longest."""
+    return collate([{"input_ids": ids[i], "token_type_ids": [0] * len(ids[i])} for i in batch], pad_token_id)
+
+
 @torch.inference_mode()
 def embed(
     model: BertModel,
@@ -136,17 +150,12 @@ def embed(
     max_tokens: int | None = None,
 ) -> np.ndarray:
     """(N, H) float32 embeddings of `texts`, in input order (batches: see `length_sorted_batches`)."""
-    encoded = tokenizer(list(texts), max_length=settings.max_length, padding=False, return_tensors=None)
-    if encoded.num_truncated:
-        logger.warning("%d of %d texts were longer than %d tokens and were truncated",
-                       encoded.num_truncated, len(texts), settings.max_length or tokenizer.model_max_length)
-    ids = encoded.input_ids
+    ids = _token_ids(tokenizer, texts, settings.max_length)
     out = np.empty((len(ids), model.config.hidden_size), dtype=np.float32)
     device = model.device
     with tqdm(total=len(ids), desc="embed", unit="text", disable=not progress) as bar:
         for batch in length_sorted_batches([len(s) for s in ids], batch_size, max_tokens):
-            inputs = collate([{"input_ids": ids[i], "token_type_ids": [0] * len(ids[i])} for i in batch],
-                             tokenizer.pad_token_id)
+            inputs = _collate_texts(ids, batch, tokenizer.pad_token_id)
             attention_mask = inputs["attention_mask"].to(device)
             hidden = model(inputs["input_ids"].to(device), attention_mask).last_hidden_state  # (B, T, H)
             vectors = pool(hidden.float(), attention_mask, settings.pooling)  # pooled in fp32 whatever the precision
@@ -184,11 +193,7 @@ def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str
                batch_size: int = 32, max_tokens: int | None = None) -> list[list[list[MaskPrediction]]]:
     """`fill_mask` for many texts: tokenised at once, run in length-sorted batches (see `length_sorted_batches`),
     returned in input order. The vocabulary projection runs on the [MASK] positions alone."""
-    encoded = tokenizer(list(texts), padding=False, return_tensors=None)
-    if encoded.num_truncated:
-        logger.warning("%d of %d texts were longer than %d tokens and were truncated",
-                       encoded.num_truncated, len(texts), tokenizer.model_max_length)
-    ids = encoded.input_ids
+    ids = _token_ids(tokenizer, texts)
     for index, row in enumerate(ids):
         if tokenizer.mask_token_id not in row:
             raise MissingMaskError(texts[index], index)
@@ -198,8 +203,7 @@ def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str
     k = min(top_k, model.config.vocab_size - len(specials))
     results: list[list[list[MaskPrediction]]] = [[] for _ in ids]
     for batch in length_sorted_batches([len(row) for row in ids], batch_size, max_tokens):
-        inputs = collate([{"input_ids": ids[i], "token_type_ids": [0] * len(ids[i])} for i in batch],
-                         tokenizer.pad_token_id)
+        inputs = _collate_texts(ids, batch, tokenizer.pad_token_id)
         input_ids = inputs["input_ids"].to(model.device)
         hidden = model.bert(input_ids, inputs["attention_mask"].to(model.device)).last_hidden_state  # (B, T, H)
         is_mask = input_ids == tokenizer.mask_token_id
@@ -208,10 +212,10 @@ def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str
         scores, top = candidates.topk(k, dim=-1)
         rows, positions = is_mask.nonzero(as_tuple=True)
         for row, position, score_row, id_row in zip(rows.tolist(), positions.tolist(), scores.tolist(), top.tolist()):
-            text_ids = ids[batch[row]]
-            results[batch[row]].append([MaskPrediction(tokenizer.convert_ids_to_tokens([token_id])[0], token_id, score,
-                                                       _filled(tokenizer, text_ids, position, token_id))
-                                        for score, token_id in zip(score_row, id_row)])
+            tokens = tokenizer.convert_ids_to_tokens(id_row)
+            results[batch[row]].append([MaskPrediction(token, token_id, score,
+                                                       _filled(tokenizer, ids[batch[row]], position, token_id))
+                                        for token, token_id, score in zip(tokens, id_row, score_row)])
     return results
 
 

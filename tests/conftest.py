@@ -50,7 +50,6 @@ def hf_config(config: BertConfig, **overrides):
     return transformers.BertConfig(**{**config.to_dict(), **overrides})
 
 
-
 def torchrun(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc_per_node 2 ARGS` (standalone: a free port, so runs never collide);
     with `check`, a failure shows the processes' stderr, which a bare CalledProcessError would hide."""
@@ -58,6 +57,7 @@ def torchrun(*args: str, check: bool = True, timeout: int = 300) -> subprocess.C
                          capture_output=True, text=True, timeout=timeout)
     assert not check or run.returncode == 0, f"torchrun {' '.join(args)} exited {run.returncode}:\n{run.stderr[-4000:]}"
     return run
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():

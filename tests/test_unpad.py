@@ -296,7 +296,8 @@ def test_unpadded_bert_model_matches_transformers_on_real_positions(tmp_path) ->
 
 
 def _half_precision_padded_and_unpadded(device: str, dtype: torch.dtype):
-    """A model in `dtype` run padded and unpadded on a batch with much padding; (padded, unpadded, mask)."""
+    """A model in `dtype` run padded and unpadded on a batch with much padding; (padded, unpadded, real positions,
+    layers)."""
     torch.manual_seed(0)
     config = tiny_config(hidden_size=64, num_attention_heads=4, max_position_embeddings=128)
     model = bertkit.BertModel(config).to(device, dtype).eval()
@@ -306,7 +307,7 @@ def _half_precision_padded_and_unpadded(device: str, dtype: torch.dtype):
         padded = model(ids, mask, types)
         model.config.unpad = True
         unpadded = model(ids, mask, types)
-    return padded, unpadded, mask.bool()
+    return padded, unpadded, mask.bool(), config.num_hidden_layers
 
 
 def _assert_close_on_real_positions(padded, unpadded, real: torch.Tensor) -> None:
@@ -317,7 +318,7 @@ def _assert_close_on_real_positions(padded, unpadded, real: torch.Tensor) -> Non
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_unpadded_matches_padded_on_cpu(dtype: torch.dtype, count_unpadded_calls: list[int]) -> None:
-    padded, unpadded, real = _half_precision_padded_and_unpadded("cpu", dtype)
+    padded, unpadded, real, _ = _half_precision_padded_and_unpadded("cpu", dtype)
     assert count_unpadded_calls == [1] and unpadded.last_hidden_state.dtype == dtype
     _assert_close_on_real_positions(padded, unpadded, real)
 
@@ -332,6 +333,6 @@ def test_flash_varlen_kernel_on_gpu_matches_padded(dtype: torch.dtype, monkeypat
     flash = bertkit.attention.flash_varlen_kernel()
     counted = lambda *a, **k: calls.append(1) or flash(*a, **k)  # noqa: E731
     monkeypatch.setattr(bertkit.attention, "flash_varlen_kernel", lambda: counted)
-    padded, unpadded, real = _half_precision_padded_and_unpadded("cuda", dtype)
-    assert len(calls) == 2  # once per layer: the flash kernel ran, not the re-padding fallback
+    padded, unpadded, real, layers = _half_precision_padded_and_unpadded("cuda", dtype)
+    assert len(calls) == layers  # the flash kernel ran, not the re-padding fallback
     _assert_close_on_real_positions(padded, unpadded, real)
