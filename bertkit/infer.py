@@ -151,11 +151,25 @@ def embed(
 ) -> np.ndarray:
     """(N, H) float32 embeddings of `texts`, in input order (batches: see `length_sorted_batches`)."""
     ids = _token_ids(tokenizer, texts, settings.max_length)
+    return embed_ids(model, ids, tokenizer.pad_token_id, settings, batch_size, progress, max_tokens)
+
+
+@torch.inference_mode()
+def embed_ids(
+    model: BertModel,
+    ids: Sequence[list[int]],
+    pad_token_id: int,
+    settings: EmbeddingSettings = EmbeddingSettings(),
+    batch_size: int = 32,
+    progress: bool = False,
+    max_tokens: int | None = None,
+) -> np.ndarray:
+    """`embed` for texts already tokenised ([CLS] ... [SEP] each); `settings.max_length` is not applied."""
     out = np.empty((len(ids), model.config.hidden_size), dtype=np.float32)
     device = model.device
     with tqdm(total=len(ids), desc="embed", unit="text", disable=not progress) as bar:
         for batch in length_sorted_batches([len(s) for s in ids], batch_size, max_tokens):
-            inputs = _collate_texts(ids, batch, tokenizer.pad_token_id)
+            inputs = _collate_texts(ids, batch, pad_token_id)
             attention_mask = inputs["attention_mask"].to(device)
             hidden = model(inputs["input_ids"].to(device), attention_mask).last_hidden_state  # (B, T, H)
             vectors = pool(hidden.float(), attention_mask, settings.pooling)  # pooled in fp32 whatever the precision

@@ -43,6 +43,17 @@ def test_length_sorting_restores_input_order(tiny_dir: Path) -> None:
                                atol=1e-5, rtol=1e-5)
 
 
+def test_embed_ids_takes_tokenised_texts(tiny_dir: Path) -> None:
+    """Pre-tokenised rows of uneven length: row i is the mean of sequence i's hidden states, run alone."""
+    model = BertModel.from_pretrained(tiny_dir)
+    ids = [[2, 7, 8, 9, 3], [2, 3], [2, 11, 12, 13, 14, 15, 16, 3], [2, 5, 3]]
+    vectors = infer.embed_ids(model, ids, pad_token_id=0, batch_size=3)
+    for row, sequence in zip(vectors, ids):
+        with torch.inference_mode():
+            alone = model(torch.tensor([sequence])).last_hidden_state[0].mean(0)
+        np.testing.assert_allclose(row, alone.numpy(), atol=1e-5, rtol=1e-5)
+
+
 def test_token_budget_batches() -> None:
     lengths = [3, 9, 1, 5, 9, 2, 2, 7]
     # 9+9 fit 20 tokens padded (2 x 9); 7 and 5 pad to 7 (2 x 7 = 14, a third would make 21)
