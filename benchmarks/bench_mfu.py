@@ -70,7 +70,7 @@ def transformers_twin(model: BertModel, device: torch.device, dtype: torch.dtype
 
     config = transformers.BertConfig(**model.config.to_dict(), attn_implementation="sdpa")
     twin = transformers.BertModel(config)
-    twin.load_state_dict(model.state_dict(), strict=False)  # bertkit has no position_ids buffer
+    twin.load_state_dict(model.state_dict())  # the same names: a transformers state dict
     return twin.to(device=device, dtype=dtype).eval()
 
 
