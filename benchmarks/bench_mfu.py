@@ -104,9 +104,9 @@ def report(suite: str, seconds: dict[str, list[float]], flops: int, sequences: i
     for name, runs in seconds.items():
         median = statistics.median(runs)
         tflops = flops / median / 1e12
-        row = {"suite": suite, "contender": name, "median_s": round(median, 5), "sequences_per_s": round(sequences / median, 1),
-               "tflops": round(tflops, 2), "mfu": round(tflops / peak, 4) if peak else None,
-               "bertkit_speedup": round(median / base, 2)}
+        row = {"suite": suite, "contender": name, "median_s": round(median, 5),
+               "sequences_per_s": round(sequences / median, 1), "tflops": round(tflops, 2),
+               "mfu": round(tflops / peak, 4) if peak else None, "bertkit_speedup": round(median / base, 2)}
         if diffs is not None:
             row["max_abs_diff_vs_bertkit"] = diffs[name]
         rows.append(row)
@@ -116,7 +116,8 @@ def report(suite: str, seconds: dict[str, list[float]], flops: int, sequences: i
     return rows
 
 
-def fixed_suite(model: BertModel, twin: torch.nn.Module, compiled: torch.nn.Module | None, args, device, peak):
+def fixed_suite(model: BertModel, twin: torch.nn.Module, compiled: torch.nn.Module | None, args: argparse.Namespace,
+                device: torch.device, peak: float | None) -> list[dict]:
     """One forward of batch x seq real tokens (an all-ones mask, as a user's fixed-length batch has)."""
     g = torch.Generator().manual_seed(0)
     input_ids = torch.randint(1000, model.config.vocab_size, (args.batch, args.seq), generator=g).to(device)
@@ -147,7 +148,8 @@ def transformers_embed_ids(twin: torch.nn.Module, ids: list[list[int]], batch_si
     return out
 
 
-def mixed_suite(model: BertModel, twin: torch.nn.Module, args, device, peak):
+def mixed_suite(model: BertModel, twin: torch.nn.Module, args: argparse.Namespace, device: torch.device,
+                peak: float | None) -> list[dict]:
     lengths = mixed_lengths(args.max_length, args.texts)
     ids = random_ids(lengths, model.config.vocab_size)
     settings = EmbeddingSettings(pooling="mean", normalize=False)
