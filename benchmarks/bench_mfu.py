@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from bertkit import BertConfig, BertModel
+from bertkit.cli import PRECISIONS, precision_dtype
 from bertkit.flops import encoder_forward_flops, gpu_peak_tflops
 from bertkit.infer import EmbeddingSettings, embed_ids, pool
 
 LENGTHS_FILE = Path(__file__).with_name("mixed_lengths.txt")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CLS_ID, SEP_ID = 101, 102  # BERT's uncased vocabulary; the other ids are random
 
 
@@ -176,7 +176,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--preset", default="base", help="a BertConfig preset: tiny, mini, small, medium, base, large")
-    p.add_argument("--dtype", choices=DTYPES, help="default: bf16 on CUDA, fp32 elsewhere")
+    p.add_argument("--dtype", choices=PRECISIONS, help="default: bf16 on CUDA, fp32 elsewhere")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--repeats", type=int, default=20)
@@ -191,7 +191,7 @@ def main() -> None:
     if args.write_lengths:
         return write_mixed_lengths()
     device = torch.device(args.device)
-    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    dtype = precision_dtype(args.dtype or ("bf16" if device.type == "cuda" else "fp32"))
     peak = args.peak_tflops or gpu_peak_tflops(device, dtype)
     torch.manual_seed(0)
     model = BertModel(BertConfig.from_preset(args.preset)).to(device=device, dtype=dtype).eval()

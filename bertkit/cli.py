@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from .checkpoint import CheckpointError
 from .config import ConfigError
 from .files import atomic_directory, atomic_file
 from .memory import keep_freed_memory
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -331,7 +334,7 @@ def add_precision_option(p: argparse.ArgumentParser) -> None:
                         "about 1e-2), fp16 (GPUs)")
 
 
-def precision_dtype(precision: str):
+def precision_dtype(precision: str) -> torch.dtype:
     """--precision -> torch dtype."""
     import torch
 
