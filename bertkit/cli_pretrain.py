@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError
+from .errors import UsageError
 from .cli_tasks import add_engine_options, print_run_summary, train_args
 
 

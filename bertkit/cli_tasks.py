@@ -1,8 +1,6 @@
 """`bertkit finetune TASK`, `bertkit predict` and `bertkit evaluate`: the task commands.
 
-A fine-tuned directory says what it is: config.json's "bertkit" entry names the task (and the
-settings it was trained with); older or foreign checkpoints are recognised by their architecture.
-`predict` and `evaluate` therefore need no task flag.
+A fine-tuned directory says what its task is (`tasks/registry.py`), so `predict` and `evaluate` need no task flag.
 """
 
 from __future__ import annotations
@@ -13,13 +11,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from . import checkpoint, packaged
-from .cli import (UsageError, _device, _load_tokenizer, add_backend_option, apply_torch_backend, check_precision,
-                  read_lines)
+from . import packaged
+from .cli_options import add_backend_option
+from .errors import UsageError
+from .readers import read_lines
+from .tasks.registry import evaluate_metrics, load_task_model, task_module
 
-TASKS = ("classify", "ner", "qa", "similarity", "multiple-choice")
-TASK_OF_ARCHITECTURE = {"BertForSequenceClassification": "classify", "BertForTokenClassification": "ner",
-                        "BertForQuestionAnswering": "qa", "BertForMultipleChoice": "multiple-choice"}
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 
 
@@ -63,16 +60,11 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(max_length=args.max_length, context_column=args.context_column)
 
 
-def _task_module(task: str) -> Any:
-    from .tasks import classify, multiple_choice, ner, qa, similarity
-
-    return {"classify": classify, "ner": ner, "qa": qa, "similarity": similarity,
-            "multiple-choice": multiple_choice}[task]
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     location = packaged.resolve(args.model)
-    result = _task_module(args.task).finetune(location.model_dir, args.train, args.eval, train_args(args),
+    result = task_module(args.task).finetune(location.model_dir, args.train, args.eval, train_args(args),
                                               **_task_options(args))
     print_run_summary({"output": args.output, "steps": result.steps, "seconds": round(result.seconds, 1),
                        "stopped_early": result.stopped_early, **{f"eval_{k}": v for k, v in result.best_metrics.items()}})
@@ -84,44 +76,7 @@ def print_run_summary(summary: dict[str, Any]) -> None:
         print(json.dumps(summary))
 
 
-# --- loading a fine-tuned model ---
 
-def task_of(model_dir: Path) -> str:
-    """The task a fine-tuned directory was trained for (config.json's "bertkit" entry, else its head)."""
-    config = checkpoint.load_config(model_dir)
-    saved = (config.extra.get("bertkit") or {}).get("task")  # the task name itself, whichever it is
-    if saved in TASKS:
-        return saved
-    architecture = (config.extra.get("architectures") or ["?"])[0]
-    if architecture in TASK_OF_ARCHITECTURE:
-        return TASK_OF_ARCHITECTURE[architecture]
-    raise UsageError(f"{model_dir} holds a {architecture} without a task head; predict/evaluate need the output of "
-                     f"`bertkit finetune TASK` (tasks: {', '.join(TASKS)})")
-
-
-def load_task_model(name: str, backend: str = "torch", precision: str = "fp32") -> tuple[str, Any, Any]:
-    """(task, model, tokenizer) of a fine-tuned directory, refusing one whose task head was never trained.
-    `backend`: see `onnx_backend.BACKENDS` (an ONNX backend reads a `bertkit export` directory); `precision`:
-    fp32, bf16 or fp16 weights for the torch backends."""
-    from . import heads
-    from .tasks.similarity import BiEncoder
-
-    check_precision(backend, precision)
-    location = packaged.resolve(name)
-    task = task_of(location.model_dir)
-    if backend.startswith("onnx"):
-        from . import onnx_backend
-
-        return task, onnx_backend.as_task_model(onnx_backend.load(location.model_dir, backend), task), \
-            _load_tokenizer(location)
-    cls = {"classify": heads.BertForSequenceClassification, "ner": heads.BertForTokenClassification,
-           "qa": heads.BertForQuestionAnswering, "similarity": BiEncoder,
-           "multiple-choice": heads.BertForMultipleChoice}[task]
-    model = cls.from_pretrained(location.model_dir, device="cpu" if backend == "torch-int8" else _device("auto"))
-    missing = [k for k in model.load_report.missing if not k.startswith("bert.pooler")]
-    if missing:
-        raise UsageError(f"{location.model_dir} has no trained {task} head ({', '.join(missing)} missing)")
-    return task, apply_torch_backend(model, backend, precision).eval(), _load_tokenizer(location)
 
 
 # --- predict ---
@@ -193,20 +148,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 # --- evaluate ---
-
-def evaluate_metrics(task: str, model: Any, tokenizer: Any, data: str | Path, columns: Any = None,
-                     max_length: int | None = None) -> dict[str, Any]:
-    """The task's metrics of `model` on a labelled file (columns: classify and similarity tables only)."""
-    from .tasks.classify import Columns
-
-    module = _task_module(task)
-    if task in ("classify", "similarity"):
-        return module.evaluate_file(model, tokenizer, data, columns=columns or Columns(),
-                                    **({"max_length": max_length} if task == "classify" else {}))
-    if task in ("ner", "multiple-choice"):
-        return module.evaluate_file(model, tokenizer, data, max_length=max_length)
-    return module.evaluate_file(model, tokenizer, data)
-
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     task, model, tokenizer = load_task_model(args.model, args.backend, args.precision)

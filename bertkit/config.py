@@ -1,4 +1,8 @@
-"""`BertConfig`: the model's hyper-parameters, with the field names and JSON of Hugging Face's `config.json`."""
+"""`EncoderConfig` (also `BertConfig`): an encoder's hyper-parameters, family-neutral.
+
+Its field names are BERT's `config.json` names; each family (`families/`) translates its own config.json to and
+from them, so a RoBERTa or DistilBERT directory reads into the same dataclass and is written back as it was.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import families
 from .activations import ACTIVATIONS
+from .errors import ConfigError
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -28,12 +34,9 @@ PRESETS: dict[str, dict[str, int]] = {
 _RUNTIME_FIELDS = ("attn_implementation", "gradient_checkpointing", "unpad", "num_labels", "extra")
 
 
-class ConfigError(ValueError):
-    """A configuration value (or config.json) that bertkit cannot use."""
-
-
 @dataclass
-class BertConfig:
+class EncoderConfig:
+    model_type: str = "bert"  # the family (families/): how config.json and weight names translate, head shapes
     vocab_size: int = 30522  # rows of the word-embedding matrix; must match the tokenizer's vocabulary
     hidden_size: int = 768  # width d of every token vector
     num_hidden_layers: int = 12  # encoder depth L
@@ -43,12 +46,15 @@ class BertConfig:
     hidden_dropout_prob: float = 0.1  # dropout after embeddings, attention output and feed-forward
     attention_probs_dropout_prob: float = 0.1  # dropout on attention probabilities
     max_position_embeddings: int = 512  # longest sequence the learned position table covers
-    type_vocab_size: int = 2  # segment ids (sentence A / B)
+    type_vocab_size: int = 2  # segment ids (sentence A / B); 0 = the model takes none (DistilBERT)
+    embedding_size: int | None = None  # width of the embedding tables (ELECTRA); None = hidden_size
+    sinusoidal_positions: bool = False  # DistilBERT's option: a fixed sinusoidal position table, never trained
     initializer_range: float = 0.02  # std of the normal init for matrices and embeddings
     layer_norm_eps: float = 1e-12  # BERT's LayerNorm epsilon (TF heritage); matters for parity
     pad_token_id: int | None = 0  # embedding row kept at zero and given no gradient
     position_embedding_type: str = "absolute"  # only learned absolute positions are BERT's
     classifier_dropout: float | None = None  # dropout before task heads; None = hidden_dropout_prob
+    qa_dropout: float = 0.0  # dropout before the QA span scorer (DistilBERT's; BERT has none)
     tie_word_embeddings: bool = True  # MLM decoder shares the word-embedding matrix
     id2label: dict[int, str] | None = None  # task labels; set by fine-tuning, read by prediction
     label2id: dict[str, int] | None = None  # inverse of id2label (derived when absent)
@@ -75,11 +81,21 @@ class BertConfig:
             self.label2id = {str(k): int(v) for k, v in self.label2id.items()}
 
     def _validate(self) -> None:
+        try:
+            family = self.family
+        except families.UnknownFamilyError as e:
+            raise ConfigError(str(e)) from None
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size", "embedding_size"):
             value = getattr(self, name)
+            if (value is None and name == "embedding_size") or (name == "type_vocab_size" and not family.token_types):
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not family.token_types and self.type_vocab_size != 0:
+            raise ConfigError(f"type_vocab_size={self.type_vocab_size!r}: {family.name} has no token types (0)")
+        if self.sinusoidal_positions and not family.sinusoidal_positions_field:
+            raise ConfigError(f"sinusoidal_positions is DistilBERT's option; {family.name} learns its positions")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"
@@ -94,6 +110,11 @@ class BertConfig:
             raise ConfigError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ConfigError(f"pad_token_id={self.pad_token_id} is outside the vocabulary (vocab_size={self.vocab_size})")
+        if family.position_offset and self.pad_token_id is None:
+            raise ConfigError(f"{family.name} counts positions from pad_token_id + 1, so it needs a pad_token_id")
+        if self.max_length < 1:
+            raise ConfigError(f"max_position_embeddings={self.max_position_embeddings} leaves no position for a token "
+                              f"(positions start at pad_token_id + 1 = {self.position_offset})")
         if self.position_embedding_type != "absolute":
             raise ConfigError(
                 f"position_embedding_type={self.position_embedding_type!r} is not supported; bertkit's BERT uses 'absolute'"
@@ -111,8 +132,27 @@ class BertConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def family(self) -> families.Family:
+        return families.family_of(self.model_type)
+
+    @property
+    def embedding_width(self) -> int:
+        """E: the width of the embedding tables, projected to hidden_size when it differs."""
+        return self.embedding_size if self.embedding_size is not None else self.hidden_size
+
+    @property
+    def position_offset(self) -> int:
+        """The position id of a sequence's first token: 0, or pad_token_id + 1 where positions skip padding."""
+        return self.pad_token_id + 1 if self.family.position_offset and self.pad_token_id is not None else 0
+
+    @property
+    def max_length(self) -> int:
+        """The longest sequence the position table covers, in tokens."""
+        return self.max_position_embeddings - self.position_offset
+
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> BertConfig:
+    def from_preset(cls, name: str, **overrides: Any) -> EncoderConfig:
         """A named size (tiny, mini, small, medium, base, large), with any field overridden."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
@@ -124,7 +164,7 @@ class BertConfig:
         saved = dict(self.extra.get("bertkit") or {})
         return saved if saved.pop("task", None) == task else {}
 
-    def replace(self, **changes: Any) -> BertConfig:
+    def replace(self, **changes: Any) -> EncoderConfig:
         """A copy with some fields changed (labels included: derived fields are recomputed)."""
         if "id2label" in changes or "num_labels" in changes:
             changes.setdefault("label2id", None)
@@ -137,7 +177,14 @@ class BertConfig:
     # --- JSON (Hugging Face's config.json) ---
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BertConfig:
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """A config.json's fields (any supported family's names) -> the config. A missing model_type is BERT's
+        (configs older than the field); one no family reads is an error naming it."""
+        model_type = data.get("model_type", "bert")
+        try:
+            data = families.family_of(model_type).read_config({**data, "model_type": model_type})
+        except families.UnknownFamilyError as e:
+            raise ConfigError(str(e)) from None
         known = {f.name for f in dataclasses.fields(cls)} - set(_RUNTIME_FIELDS)
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
@@ -147,12 +194,14 @@ class BertConfig:
         return cls(**kwargs, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
+        """config.json as the family's transformers class writes it."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _RUNTIME_FIELDS}
         data["id2label"] = {str(k): v for k, v in self.id2label.items()}  # JSON keys are strings
-        return {"model_type": "bert", **self.extra, **data}
+        data["embedding_size"] = self.embedding_width
+        return {**self.extra, "model_type": self.model_type, **self.family.write_config(data)}
 
     @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> BertConfig:
+    def from_json_file(cls, path: str | os.PathLike) -> EncoderConfig:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -169,3 +218,6 @@ class BertConfig:
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+BertConfig = EncoderConfig  # the name it had when bertkit was BERT only; the same class

@@ -38,8 +38,9 @@ import torch
 from torch import nn
 
 from . import checkpoint, packaged
-from .config import BertConfig
+from .config import EncoderConfig
 from .files import atomic_directory
+from .runtime import load_tokenizer
 from .model import BertModel
 from .onnx_backend import (EXPORT_MANIFEST, INPUT_NAMES, ONNX_FILES, ExportError, Head, OnnxModel, as_task_model,
                            flatten_outputs, head_of, require)
@@ -92,7 +93,7 @@ def max_opset() -> int:
     return _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
 
-def example_inputs(config: BertConfig, head: Head, shape: Shape, seed: int) -> tuple[torch.Tensor, ...]:
+def example_inputs(config: EncoderConfig, head: Head, shape: Shape, seed: int) -> tuple[torch.Tensor, ...]:
     """Random (B, T) or (B, choices, T) ids with right padding (the first sequence full, the last half
     as long) and token types 0 then 1, as a sentence pair has them."""
     g = torch.Generator().manual_seed(seed)
@@ -178,12 +179,10 @@ def _check_parity(figures: list[dict[str, Any]], precision: str, tolerance: floa
 def copy_model_files(location: packaged.ModelLocation, model_dir: Path, staging: Path, head: Head) -> None:
     """config.json (architectures set to the exported head), the tokenizer, sentence-transformers' module
     files: what predict / embed read next to the graph."""
-    from .cli import _load_tokenizer
-
     config = json.loads((model_dir / checkpoint.CONFIG_NAME).read_text(encoding="utf-8"))
-    config["architectures"] = [head.architecture]
+    config["architectures"] = [head.architecture(checkpoint.load_config(model_dir))]
     (staging / checkpoint.CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    _load_tokenizer(location).save_pretrained(staging)
+    load_tokenizer(location).save_pretrained(staging)
     modules = model_dir / "modules.json"
     names = ["modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"]
     if modules.is_file():
@@ -227,15 +226,14 @@ class Evaluation:
     """--eval-data: the task's metrics of an exported graph on a labelled file, as `bertkit evaluate` computes them."""
 
     def __init__(self, staging: Path, data: Path) -> None:
-        from .cli import _load_tokenizer
-        from .cli_tasks import task_of
+        from .tasks.registry import task_of
 
         self.task, self.data = task_of(staging), data
-        self.tokenizer = _load_tokenizer(packaged.ModelLocation(staging))
+        self.tokenizer = load_tokenizer(packaged.ModelLocation(staging))
         self.metric = ""
 
     def __call__(self, model: OnnxModel) -> float:
-        from .cli_tasks import evaluate_metrics
+        from .tasks.registry import evaluate_metrics
 
         metrics = evaluate_metrics(self.task, as_task_model(model, self.task), self.tokenizer, self.data)
         self.metric = main_metric(self.task, metrics)
@@ -245,7 +243,7 @@ class Evaluation:
 class Int8Check:
     """Quantizes, measures and judges INT8 graphs against the fp32 one."""
 
-    def __init__(self, fp32_path: Path, config: BertConfig, head: Head, evaluation: Evaluation | None,
+    def __init__(self, fp32_path: Path, config: EncoderConfig, head: Head, evaluation: Evaluation | None,
                  max_drop: float) -> None:
         self.fp32_path, self.config, self.head = fp32_path, config, head
         self.evaluation, self.max_drop = evaluation, max_drop
@@ -305,7 +303,7 @@ def _badness(verdict: Verdict) -> float:
     return verdict.drop if verdict.drop is not None else max(c.relative_error for c in verdict.comparisons)
 
 
-def check_int8(staging: Path, config: BertConfig, head: Head, options: ExportOptions) -> dict[str, Any]:
+def check_int8(staging: Path, config: EncoderConfig, head: Head, options: ExportOptions) -> dict[str, Any]:
     """Write model_int8.onnx and return its figures; raise (nothing is written) when it is broken."""
     assert options.int8 is not None
     fp32_path, int8_path = staging / ONNX_FILES["fp32"], staging / ONNX_FILES["int8"]
@@ -358,7 +356,7 @@ def export_onnx(model: str | Path, output: str | Path, options: ExportOptions = 
     config = torch_model.config
 
     report: dict[str, Any] = {"format": "onnx", "source": str(model_dir), "head": head.name,
-                              "architecture": head.architecture, "opset": options.opset, "exporter": "torchscript",
+                              "architecture": head.architecture(config), "opset": options.opset, "exporter": "torchscript",
                               "inputs": list(INPUT_NAMES), "files": {}, "bytes": {}, "parity": {}}
     with atomic_directory(output, keep_old=lambda name: False) as staging:
         copy_model_files(location, model_dir, staging, head)

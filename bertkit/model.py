@@ -1,8 +1,10 @@
-"""The BERT encoder: embeddings, bidirectional self-attention layers, pooler, and `BertModel`.
+"""The encoder every family runs: embeddings, bidirectional self-attention layers, pooler, and `EncoderModel`.
 
-Module and parameter names follow Hugging Face's (`embeddings.word_embeddings`,
-`encoder.layer.N.attention.self.query`, ...), so a state dict is a transformers state dict.
-Shapes: B batch, T tokens, H hidden size, nH heads, dH head size.
+Module and parameter names are BERT's in transformers (`embeddings.word_embeddings`,
+`encoder.layer.N.attention.self.query`, ...); a family whose files name them otherwise (DistilBERT's `q_lin`)
+is translated at load and save time (`families/`). What differs between families is chosen by the config:
+embedding width (ELECTRA), positions counted after padding (RoBERTa), token types or none (DistilBERT), a pooler.
+Shapes: B batch, T tokens, H hidden size, E embedding width, nH heads, dH head size.
 
 The encoder runs either on the padded batch (B, T, H) or, unpadded, on its N real tokens packed as
 (N, H) (see `unpad.py`): everything but attention works token by token, so only attention needs to
@@ -19,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
 from .attention import ATTENTION_KERNELS, padding_mask_bias, varlen_attention
-from .config import BertConfig
+from .config import EncoderConfig
 from .outputs import EncoderOutput
 from .pretrained import PreTrainedModel
 from .unpad import Unpadded, pad, unpad, unpad_input
@@ -40,15 +42,37 @@ FEED_FORWARD_CHUNK_BYTES = 8 << 20
 
 
 class BertEmbeddings(nn.Module):
-    """word + segment + learned absolute position embeddings, then LayerNorm and dropout."""
+    """word + segment + position embeddings (width E), then LayerNorm and dropout.
 
-    def __init__(self, config: BertConfig) -> None:
+    Positions are 0..T-1 (BERT), or counted from pad_token_id + 1 over the non-padding tokens of each row
+    (RoBERTa: padding keeps position pad_token_id), or a fixed sinusoidal table (DistilBERT's option)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        width = config.embedding_width
+        offset_positions = config.family.position_offset
+        self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width,
+                                                padding_idx=config.pad_token_id if offset_positions else None)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width) if config.type_vocab_size else None
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pad_token_id = config.pad_token_id if offset_positions else None
+        self.max_length = config.max_length
+        self.family_name = config.family.name
+        self.sinusoidal = config.sinusoidal_positions
+        if self.sinusoidal:
+            self.position_embeddings.weight.requires_grad_(False)
+
+    def reset_sinusoidal_positions(self) -> None:
+        """DistilBERT's table: sin at even, cos at odd dimensions, pos / 10000^(2·(j // 2) / E)."""
+        table = self.position_embeddings.weight
+        positions = torch.arange(table.size(0), dtype=torch.float64)[:, None]
+        rates = 10000.0 ** (2 * (torch.arange(table.size(1)) // 2) / table.size(1)).double()
+        angles = positions / rates  # (P, E)
+        with torch.no_grad():
+            table[:, 0::2] = angles[:, 0::2].sin().to(table.dtype)
+            table[:, 1::2] = angles[:, 1::2].cos().to(table.dtype)
 
     def forward(
         self,
@@ -57,30 +81,41 @@ class BertEmbeddings(nn.Module):
         position_ids: torch.Tensor | None,
         unpadded: Unpadded | None = None,
     ) -> torch.Tensor:
-        """(B, T) ids -> (B, T, H); with `unpadded`, (N, H) for the real tokens only (looked up alone)."""
+        """(B, T) ids -> (B, T, E); with `unpadded`, (N, E) for the real tokens only (looked up alone)."""
         seq_len = input_ids.size(-1)
-        if seq_len > self.position_embeddings.num_embeddings:
-            raise ValueError(
-                f"sequence of {seq_len} tokens is longer than max_position_embeddings="
-                f"{self.position_embeddings.num_embeddings}; truncate it or use sliding windows"
-            )
+        if seq_len > self.max_length:
+            raise ValueError(f"sequence of {seq_len} tokens is longer than max_position_embeddings="
+                             f"{self.position_embeddings.num_embeddings} allows ({self.max_length} tokens); "
+                             "truncate it or use sliding windows")
+        if token_type_ids is not None and self.token_type_embeddings is None:
+            raise ValueError(f"{self.family_name} takes no token_type_ids (it has no segment embeddings); "
+                             "pass token_type_ids=None")
         if position_ids is None:
-            position_ids = torch.arange(seq_len, device=input_ids.device)  # (T,), broadcast over B
+            position_ids = (positions_after_padding(input_ids, self.pad_token_id) if self.pad_token_id is not None
+                            else torch.arange(seq_len, device=input_ids.device))  # (B, T), or (T,) broadcast
         if unpadded is not None:
             input_ids, position_ids = unpad(input_ids, unpadded), unpad(position_ids.expand_as(input_ids), unpadded)
             token_type_ids = unpad(token_type_ids, unpadded) if token_type_ids is not None else None
-        embeddings = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # (B, T, H) or (N, H)
-        if token_type_ids is None:
-            embeddings = embeddings + self.token_type_embeddings.weight[0]  # all segment A
-        else:
-            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        embeddings = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # (B, T, E) or (N, E)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                embeddings = embeddings + self.token_type_embeddings.weight[0]  # all segment A
+            else:
+                embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(embeddings))
+
+
+def positions_after_padding(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
+    """(B, T) ids -> RoBERTa's (B, T) position ids: pad_token_id + 1, + 2, ... over each row's non-padding tokens,
+    pad_token_id on padding (as transformers counts them: from the ids, not the attention mask)."""
+    real = input_ids.ne(pad_token_id).long()
+    return real.cumsum(dim=1) * real + pad_token_id
 
 
 class BertSelfAttention(nn.Module):
     """The Q, K, V projections; the attention itself is a kernel function chosen by name."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
@@ -106,7 +141,7 @@ class BertSelfAttention(nn.Module):
 class BertResidualOutput(nn.Module):
     """LayerNorm(residual + dropout(dense(x))): the post-LN sublayer exit, used after attention and FFN."""
 
-    def __init__(self, config: BertConfig, in_features: int) -> None:
+    def __init__(self, config: EncoderConfig, in_features: int) -> None:
         super().__init__()
         self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -117,14 +152,14 @@ class BertResidualOutput(nn.Module):
 
 
 class BertAttention(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.self = BertSelfAttention(config)
         self.output = BertResidualOutput(config, config.hidden_size)
 
 
 class BertIntermediate(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = get_activation(config.hidden_act)
@@ -136,7 +171,7 @@ class BertIntermediate(nn.Module):
 class BertLayer(nn.Module):
     """One post-LN transformer block: self-attention sublayer, then feed-forward sublayer."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
@@ -163,7 +198,7 @@ class BertLayer(nn.Module):
 
 
 class BertEncoder(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
@@ -194,7 +229,7 @@ class BertEncoder(nn.Module):
 class BertPooler(nn.Module):
     """tanh(dense(h_[CLS])): the sentence vector NSP and sequence classification read."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
@@ -202,14 +237,20 @@ class BertPooler(nn.Module):
         return torch.tanh(self.dense(hidden[:, 0]))  # (B, H)
 
 
-class BertModel(PreTrainedModel):
-    """The bare encoder: returns the last hidden states and the pooled [CLS] vector."""
+class EncoderModel(PreTrainedModel):
+    """The bare encoder of any family: returns the last hidden states and, where the family has one, the pooled
+    first-token vector."""
 
-    def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+    head_kind = "base"
+
+    def __init__(self, config: EncoderConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
         self.embeddings = BertEmbeddings(config)
+        # ELECTRA's narrower embeddings are projected to the hidden size (E != H).
+        self.embeddings_project = (nn.Linear(config.embedding_width, config.hidden_size)
+                                   if config.embedding_width != config.hidden_size else None)
         self.encoder = BertEncoder(config)
-        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.pooler = BertPooler(config) if add_pooling_layer and config.family.pooler else None
         self.init_weights()
 
     def forward(
@@ -229,7 +270,9 @@ class BertModel(PreTrainedModel):
         """
         kernel = "eager" if output_attentions else self.config.attn_implementation
         unpadded = self._unpadded(attention_mask, output_attentions)
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids, unpadded)  # (B, T, H), or (N, H)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, unpadded)  # (B, T, E), or (N, E)
+        if self.embeddings_project is not None:
+            hidden = self.embeddings_project(hidden)  # (B, T, H), or (N, H)
         mask = unpadded if unpadded is not None else padding_mask_bias(attention_mask, hidden.dtype)
         hidden, all_hidden, all_probs = self.encoder(hidden, mask, kernel, output_hidden_states, output_attentions)
         to_padded = partial(pad, u=unpadded) if unpadded is not None else _unchanged
@@ -263,4 +306,7 @@ def _tuple_or_none(items: list[torch.Tensor] | None) -> tuple[torch.Tensor, ...]
     return tuple(items) if items is not None else None
 
 
-__all__ = ["BertModel", "BertEmbeddings", "BertEncoder", "BertLayer", "BertPooler"]
+BertModel = EncoderModel  # the name it had when bertkit was BERT only; the same class
+
+__all__ = ["BertEmbeddings", "BertEncoder", "BertLayer", "BertModel", "BertPooler", "EncoderModel",
+           "positions_after_padding"]

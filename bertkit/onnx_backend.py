@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from . import checkpoint, heads
-from .config import BertConfig
+from .errors import ExportError
+from .families import FAMILIES
+from .config import EncoderConfig
 from .model import BertModel
 from .outputs import EncoderOutput, LogitsOutput, PreTrainingOutput, QuestionAnsweringOutput
 from .pretrained import PreTrainedModel
@@ -39,10 +41,6 @@ ONNX_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_in
 BACKENDS = {"torch": None, "torch-int8": None, "torch-compile": None,
             "onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
 INSTALL_HINT = 'pip install "bertkit[onnx]"'
-
-
-class ExportError(ValueError):
-    """An export or ONNX backend request that cannot be carried out as asked (printed without a traceback)."""
 
 
 def require(module: str) -> ModuleType:
@@ -65,9 +63,9 @@ class Head:
     token_outputs: tuple[str, ...] = ()  # outputs with a token axis: (B, T, ...)
     choices: bool = False  # inputs are (B, choices, T)
 
-    @property
-    def architecture(self) -> str:
-        return self.model_class.__name__
+    def architecture(self, config: EncoderConfig) -> str:
+        """The transformers class this head is for `config`'s family."""
+        return config.family.architecture(self.name)
 
     def input_axes(self) -> dict[int, str]:
         return {0: "batch", 1: "choices", 2: "sequence"} if self.choices else {0: "batch", 1: "sequence"}
@@ -83,13 +81,14 @@ HEADS: dict[str, Head] = {h.name: h for h in (
     Head("masked-lm", heads.BertForMaskedLM, LogitsOutput, ("logits",), ("logits",)),
     Head("pretraining", heads.BertForPreTraining, PreTrainingOutput, ("prediction_logits", "seq_relationship_logits"),
          ("prediction_logits",)),
+    Head("discriminator", heads.EncoderForTokenDiscrimination, LogitsOutput, ("logits",), ("logits",)),
     Head("sequence-classification", heads.BertForSequenceClassification, LogitsOutput, ("logits",)),
     Head("token-classification", heads.BertForTokenClassification, LogitsOutput, ("logits",), ("logits",)),
     Head("question-answering", heads.BertForQuestionAnswering, QuestionAnsweringOutput,
          ("start_logits", "end_logits"), ("start_logits", "end_logits")),
     Head("multiple-choice", heads.BertForMultipleChoice, LogitsOutput, ("logits",), choices=True),
 )}
-HEAD_OF_ARCHITECTURE = {h.architecture: h for h in HEADS.values()}
+HEAD_OF_ARCHITECTURE = {family.architectures[kind]: HEADS[kind] for family in FAMILIES for kind in family.architectures}
 # The head each fine-tuning task saves (a similarity model is a plain encoder that pools its tokens).
 TASK_HEADS = {"classify": "sequence-classification", "ner": "token-classification", "qa": "question-answering",
               "multiple-choice": "multiple-choice", "similarity": "base"}
@@ -130,7 +129,7 @@ class OnnxModel(nn.Module):
     loss = heads.BertForSequenceClassification.loss
     problem_type = heads.BertForSequenceClassification.problem_type
 
-    def __init__(self, path: Path, config: BertConfig, head: Head, threads: int | None = None) -> None:
+    def __init__(self, path: Path, config: EncoderConfig, head: Head, threads: int | None = None) -> None:
         super().__init__()
         self.path, self.config, self.head = path, config, head
         self.session = session(path, threads)
@@ -199,7 +198,7 @@ class OnnxBiEncoder:
 
     bert: OnnxModel
     settings: Any  # tasks.similarity.SimilaritySettings
-    config: BertConfig
+    config: EncoderConfig
 
     def eval(self) -> OnnxBiEncoder:
         return self
@@ -209,7 +208,7 @@ def as_task_model(model: OnnxModel, task: str) -> Any:
     """The exported model as `task`'s predict/evaluate expect it; refuses a graph of another head."""
     expected = HEADS[TASK_HEADS[task]]
     if model.head is not expected:
-        raise ExportError(f"{model.path}: exported as {model.head.name} ({model.head.architecture}), but the task "
+        raise ExportError(f"{model.path}: exported as {model.head.name} ({model.head.architecture(model.config)}), but the task "
                           f"{task!r} needs the {expected.name} head; export with --head {expected.name}")
     if task != "similarity":
         return model

@@ -10,18 +10,29 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .config import BertConfig
+from .config import EncoderConfig
 
 M = TypeVar("M", bound="PreTrainedModel")
 
 
 class PreTrainedModel(nn.Module):
-    base_model_prefix = "bert"  # attribute holding the encoder in task heads, and the key prefix in files
+    head_kind = "base"  # what the model computes (families.HEAD_KINDS): picks the transformers class it saves as
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         self.load_report: checkpoint.LoadReport | None = None  # set by from_pretrained
+        config.family.architecture(self.head_kind)  # refuse, before anything is built, a head the family lacks
+
+    @property
+    def base_model_prefix(self) -> str:
+        """The attribute holding the encoder in task models, and the key prefix in files (`bert`, `roberta`)."""
+        return self.config.family.prefix
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The encoder: the model itself for a bare encoder, else its `bert` / `roberta` / ... attribute."""
+        return getattr(self, self.base_model_prefix, self)
 
     # --- initialisation ---
 
@@ -47,6 +58,8 @@ class PreTrainedModel(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+        if getattr(module, "sinusoidal", False):  # after its children: the table was just drawn at random
+            module.reset_sinusoidal_positions()
 
     def tie_weights(self) -> None:
         """Heads whose output matrix is the word-embedding matrix share the parameter here."""

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .errors import BertkitError, UsageError
+
 __all__ = [
     "DataError",
     "MultipleChoiceExample",
@@ -57,7 +59,28 @@ Label = str | float | list[str] | None
 LabelKind = Literal["classification", "multilabel", "regression"]
 
 
-class DataError(ValueError):
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """One text per line (split on \\n only, so Unicode line separators stay inside a text)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such input file") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not text
+        data = data[3:]
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{path}, line {number}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+    return lines
+
+
+class DataError(BertkitError, ValueError):
     """A problem in a data file, located as precisely as the format allows.
 
     The message reads ``FILE: line N: column 'x': what is wrong``; the same facts are kept as

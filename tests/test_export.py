@@ -16,7 +16,7 @@ import torch
 import bertkit
 from bertkit import BertConfig, BertForSequenceClassification, BertModel, Tokenizer
 from bertkit.cli import main
-from bertkit.cli_tasks import evaluate_metrics
+from bertkit.tasks.registry import evaluate_metrics
 from bertkit.export import CHECK_SHAPES, ExportOptions, export_onnx
 from bertkit.onnx_backend import ExportError, load
 from bertkit.quantize import Int8Settings, compare_outputs, quantize_onnx, quantize_torch

