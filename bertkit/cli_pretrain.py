@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .families import FAMILIES
 from .cli_tasks import add_engine_options, print_run_summary, train_args
 
 
@@ -35,8 +36,9 @@ def _pretrain_args(args: argparse.Namespace) -> tuple[Any, Any]:
     optional = lambda value: Path(value) if value else None  # noqa: E731
     pretrain_args = PretrainArgs(
         corpus=[Path(f) for f in args.corpus or ()], data=optional(args.data), tokenizer=optional(args.tokenizer),
-        init_from=optional(args.init_from), preset=args.preset, vocab_size=args.vocab_size, cased=args.cased,
-        examples=ExampleSettings(objective=args.objective, max_length=args.max_length, short_seq_prob=args.short_seq_prob),
+        init_from=optional(args.init_from), preset=args.preset, family=args.family, vocab_size=args.vocab_size, cased=args.cased,
+        examples=ExampleSettings(objective=args.objective or ("nsp" if args.family == "bert" else "mlm"),
+                                 max_length=args.max_length, short_seq_prob=args.short_seq_prob),
         masking=MaskingSettings(probability=args.mask_prob, max_predictions=args.max_predictions,
                                 whole_word=args.whole_word_mask),
         static_masking=args.static_masking, eval_fraction=args.eval_fraction,
@@ -82,11 +84,15 @@ def add_pretrain_commands(sub: Any) -> None:
     data.add_argument("--cased", action="store_true", help="a vocabulary trained here keeps case and accents")
     data.add_argument("--init-from", help="continue pretraining this checkpoint (domain adaptation)")
     data.add_argument("--preset", choices=list(PRESETS), default="tiny", help="size of a fresh model (default tiny)")
+    data.add_argument("--family", choices=[f.model_type for f in FAMILIES], default="bert",
+                      help="a fresh model's family (default bert); roberta, distilbert and electra pretrain with "
+                           "--objective mlm")
     data.add_argument("--workers", type=int, default=None, help="processes preparing the corpus (default: all cores)")
 
     task = p.add_argument_group("examples and masking")
-    task.add_argument("--objective", choices=OBJECTIVES, default="nsp",
-                      help="nsp: BERT's next-sentence prediction; sop: ALBERT's sentence order; mlm: masked LM only")
+    task.add_argument("--objective", choices=OBJECTIVES, default=None,
+                      help="nsp: BERT's next-sentence prediction; sop: ALBERT's sentence order; mlm: masked LM only "
+                           "(default: nsp for BERT, mlm for the others)")
     task.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
     task.add_argument("--short-seq-prob", type=float, default=0.1, help="share of shorter examples (default 0.1)")
     task.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens to predict (default 0.15)")

@@ -156,7 +156,11 @@ class EncoderConfig:
         """A named size (tiny, mini, small, medium, base, large), with any field overridden."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+        try:  # the family's own defaults (DistilBERT's classifier dropout 0.2, ...) under the preset's sizes
+            defaults = families.family_of(overrides.get("model_type", "bert")).config_defaults
+        except families.UnknownFamilyError as e:
+            raise ConfigError(str(e)) from None
+        return cls(**{**defaults, **PRESETS[name], **overrides})
 
     def task_settings(self, task: str) -> dict[str, Any]:
         """What `bertkit finetune TASK` saved under config.json's "bertkit" key (without "task"), or {}

@@ -219,7 +219,7 @@ def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str
     for batch in length_sorted_batches([len(row) for row in ids], batch_size, max_tokens):
         inputs = _collate_texts(ids, batch, tokenizer.pad_token_id)
         input_ids = inputs["input_ids"].to(model.device)
-        hidden = model.bert(input_ids, inputs["attention_mask"].to(model.device)).last_hidden_state  # (B, T, H)
+        hidden = model.base_model(input_ids, inputs["attention_mask"].to(model.device)).last_hidden_state  # (B, T, H)
         is_mask = input_ids == tokenizer.mask_token_id
         probs = model.cls.predictions(hidden[is_mask]).float().softmax(-1)  # (masks, V), row-major over the batch
         candidates = probs.index_fill(1, torch.tensor(specials, device=probs.device), -1.0)

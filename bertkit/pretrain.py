@@ -22,7 +22,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,13 +30,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from . import checkpoint
-from .config import PRESETS, BertConfig
+from .config import PRESETS, EncoderConfig
+from .families import family_of
 from .corpus import Corpus, prepare_corpus, vocab_sha256
 from .files import atomic_directory
-from .heads import BertForMaskedLM, BertForPreTraining
+from .heads import EncoderForMaskedLM, EncoderForPreTraining
 from .outputs import PreTrainingOutput
 from .masking import IGNORE, Masker, MaskingSettings
 from .pretrained import PreTrainedModel
+from .batching import Feature
 from .pretraining_data import ExampleSettings, PretrainingDataset, plan_examples, pretraining_collate
 from .tokenizer import Tokenizer
 from .train import METRICS_FILE, TrainArgs, TrainResult, distributed_context, fit, prepare_output_dir, seed_everything
@@ -54,6 +56,7 @@ class PretrainArgs:
     tokenizer: Path | None = None  # tokenizer directory; default: the init model's, else trained on `corpus`
     init_from: Path | None = None  # continue pretraining this checkpoint instead of a fresh model
     preset: str = "tiny"  # size of a fresh model (see config.PRESETS)
+    family: str = "bert"  # a fresh model's family (config.json model_type: bert, roberta, distilbert, electra)
     config_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"hidden_dropout_prob": 0.0}
     vocab_size: int = 30522  # size of a vocabulary trained here
     cased: bool = False  # vocabulary trained here keeps case and accents
@@ -86,8 +89,13 @@ def _check_inputs(args: PretrainArgs, train: TrainArgs) -> None:
         checkpoint.check_max_length(args.init_from, args.examples.max_length)
     elif args.preset not in PRESETS:
         raise ValueError(f"unknown preset {args.preset!r}; choose one of {list(PRESETS)}")
-    elif args.examples.max_length > BertConfig().max_position_embeddings:
+    elif args.examples.max_length > EncoderConfig().max_position_embeddings:
         raise ValueError(f"max_length={args.examples.max_length} exceeds BERT's 512 positions")
+    else:
+        family = family_of(args.family)
+        if args.examples.objective != "mlm" and "pretraining" not in family.architectures:
+            raise ValueError(f"--objective {args.examples.objective}: {family.name} has no sentence-pair head; "
+                             f"pretrain it with --objective mlm (as {family.name} was)")
     if not 0.0 < args.eval_fraction < 1.0:
         raise ValueError(f"eval_fraction={args.eval_fraction} must lie strictly between 0 and 1")
     if train.max_steps <= 0 and train.epochs <= 0:
@@ -142,16 +150,43 @@ def split_documents(num_documents: int, eval_fraction: float, seed: int, min_per
 
 
 def _model(args: PretrainArgs, tokenizer: Tokenizer, seed: int) -> PreTrainedModel:
-    cls = BertForMaskedLM if args.examples.objective == "mlm" else BertForPreTraining
+    cls = EncoderForMaskedLM if args.examples.objective == "mlm" else EncoderForPreTraining
     if args.init_from is not None:
         model = cls.from_pretrained(args.init_from, **args.config_overrides)
         if model.config.vocab_size != tokenizer.vocab_size:
             raise ValueError(f"{args.init_from}: vocab_size {model.config.vocab_size} != the tokenizer's {tokenizer.vocab_size}")
         return model
     seed_everything(seed)  # the fresh model's initial weights
-    config = BertConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
-                                    **args.config_overrides)
+    config = EncoderConfig.from_preset(args.preset, **fresh_family_fields(args.family, tokenizer.pad_token_id),
+                                       vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+                                       **args.config_overrides)
     return cls(config)
+
+
+def fresh_family_fields(model_type: str, pad_token_id: int) -> dict[str, Any]:
+    """The fields that make a fresh preset-sized model of this family: its token types, and 512 usable positions
+    (RoBERTa's table is longer by pad_token_id + 1, as roberta-base's 514)."""
+    family = family_of(model_type)
+    fields: dict[str, Any] = {"model_type": family.model_type}
+    if not family.token_types:
+        fields["type_vocab_size"] = 0
+    elif family.position_offset:
+        fields.update(type_vocab_size=1, max_position_embeddings=512 + pad_token_id + 1)
+    return fields
+
+
+def collate_for(config: EncoderConfig) -> Callable[[Sequence[Feature], int], dict[str, Any]]:
+    """The batching of pretraining examples for the model's family: without token types for one that takes none
+    (DistilBERT, trained on single segments, so nothing is lost)."""
+    if config.family.token_types:
+        return pretraining_collate
+
+    def without_token_types(features: Sequence[Feature], pad_token_id: int) -> dict[str, Any]:
+        batch = pretraining_collate(features, pad_token_id)
+        batch.pop("token_type_ids", None)
+        return batch
+
+    return without_token_types
 
 
 # --- evaluation ---
@@ -162,8 +197,8 @@ def mlm_metrics(model: PreTrainedModel, dataset: PretrainingDataset, batch_size:
     """Held-out masked-token loss, accuracy and perplexity; sentence-relation loss and accuracy when trained for one."""
     sums = {"mlm_loss": 0.0, "mlm_correct": 0, "targets": 0, "nsp_loss": 0.0, "nsp_correct": 0, "pairs": 0}
     for start in range(0, len(dataset), batch_size):
-        batch = pretraining_collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))],
-                                    pad_token_id)
+        batch = collate_for(model.config)([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))],
+                                          pad_token_id)
         batch = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         out = model(**batch)
         logits = out.prediction_logits if isinstance(out, PreTrainingOutput) else out.logits  # (targets, V)
@@ -244,7 +279,7 @@ def pretrain(args: PretrainArgs, train: TrainArgs) -> PretrainResult:
 
     baseline = _baseline(model, evaluate, corpus, train_docs, eval_set, tokenizer, out, train.resume, rank == 0)
     result = fit(model, train_set, train, evaluate, tokenizer.pad_token_id, tokenizer=tokenizer,
-                 collate_fn=pretraining_collate)
+                 collate_fn=collate_for(model.config))
     return PretrainResult(result.best_metrics, result.steps, result.seconds, result.stopped_early, baseline,
                           len(train_set), len(eval_set))
 

@@ -131,6 +131,35 @@ def test_auto_classes_pick_the_family(head: str, tmp_path) -> None:
     assert model.head_kind == ("discriminator" if head == "pretraining" else head)
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_training_gradients_equal_transformers(case: str, tmp_path) -> None:
+    """One training step's loss and every parameter's gradient, dropout off: the same as transformers'."""
+    config = CASES[case]()
+    config.num_labels = 2
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                 "seq_classif_dropout"):
+        if hasattr(config, name):
+            setattr(config, name, 0.0)
+    torch.manual_seed(3)
+    theirs = transformers.AutoModelForSequenceClassification.from_config(config).double().train()
+    theirs.save_pretrained(tmp_path)
+    ours = MODEL_FOR_HEAD["sequence-classification"].from_pretrained(tmp_path, dtype=torch.float64).train()
+    inputs = batch(ours.config, "sequence-classification", seed=4)
+    labels = torch.tensor([0, 1, 1, 0])
+    ours(**inputs, labels=labels).loss.backward()
+    theirs(**inputs, labels=labels).loss.backward()
+    ours_grads = family_of(config.model_type).to_transformers_keys(
+        {n: p.grad for n, p in ours.named_parameters() if p.grad is not None}, "sequence-classification")
+    theirs_grads = {n: p.grad for n, p in theirs.named_parameters() if p.grad is not None}
+    if config.model_type == "distilbert" and config.sinusoidal_pos_embds:
+        # transformers 5 leaves the sinusoidal table trainable (its init sets requires_grad on a copy); bertkit keeps
+        # it fixed, as DistilBERT defines it ("position embeddings are not learned").
+        del theirs_grads["distilbert.embeddings.position_embeddings.weight"]
+    assert set(ours_grads) == set(theirs_grads)
+    for name, grad in theirs_grads.items():
+        assert_close(ours_grads[name], grad, atol=1e-7, rtol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
 def test_roberta_positions_start_after_padding_in_every_row() -> None:
     ids = torch.tensor([[0, 5, 6, 2, 1, 1], [1, 1, 0, 7, 2, 1]])  # left and right padding (pad id 1)
     assert bertkit.model.positions_after_padding(ids, pad_token_id=1).tolist() == [[2, 3, 4, 5, 1, 1],

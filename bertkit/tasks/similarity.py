@@ -35,10 +35,10 @@ import torch.nn.functional as F
 
 from .. import checkpoint
 from ..batching import Feature, collate
-from ..config import BertConfig
+from ..config import EncoderConfig
 from ..infer import POOLINGS, EmbeddingSettings, embed, pool
 from ..metrics import pearson, spearman
-from ..model import BertModel
+from ..model import EncoderModel
 from ..pretrained import PreTrainedModel
 from ..readers import DataError, Record, read_table
 from ..tokenizer import Tokenizer
@@ -88,7 +88,7 @@ class SimilaritySettings:
         return {"task": TASK, **data}
 
     @classmethod
-    def from_config(cls, config: BertConfig) -> SimilaritySettings | None:
+    def from_config(cls, config: EncoderConfig) -> SimilaritySettings | None:
         """The settings a bertkit similarity fine-tune saved, or None for any other model."""
         saved = config.task_settings(TASK)
         if not saved:
@@ -138,15 +138,16 @@ def ranking_loss(similarities: torch.Tensor, scale: float, symmetric: bool) -> t
 
 
 class BiEncoder(PreTrainedModel):
-    """One `BertModel` embeds both sides of a pair: pooling (mean | cls), then optionally unit length."""
+    """One encoder (any family) embeds both sides of a pair: pooling (mean | cls), then optionally unit length."""
 
-    def __init__(self, config: BertConfig, add_pooling_layer: bool = False) -> None:
+    def __init__(self, config: EncoderConfig, add_pooling_layer: bool = False) -> None:
         super().__init__(config)
         # The pooler is never used here. It is kept (frozen, so DDP does not wait for its gradients) only
         # when the checkpoint has one, so that it is saved back unchanged.
-        self.bert = BertModel(config, add_pooling_layer=add_pooling_layer)
-        if self.bert.pooler is not None:
-            self.bert.pooler.requires_grad_(False)
+        encoder = EncoderModel(config, add_pooling_layer=add_pooling_layer)
+        self.add_module(config.family.prefix, encoder)
+        if encoder.pooler is not None:
+            encoder.pooler.requires_grad_(False)
         self.settings = SimilaritySettings.from_config(config) or SimilaritySettings()
         config.extra["bertkit"] = self.settings.to_config()
 
@@ -170,7 +171,7 @@ class BiEncoder(PreTrainedModel):
             settings = SimilaritySettings(declared.pooling, declared.normalize, declared.max_length)
         config.extra["bertkit"] = settings.to_config()
         state = checkpoint.read_state_dict(directory)
-        pooler = any(k.startswith(("pooler.", "bert.pooler.")) for k in state)
+        pooler = any(k.startswith(("pooler.", f"{config.family.prefix}.pooler.")) for k in state)
         model = checkpoint.build_loaded(lambda: cls(config, add_pooling_layer=pooler), state, str(directory))
         if dtype is not None or device is not None:
             model.to(device=device, dtype=dtype)
@@ -178,16 +179,18 @@ class BiEncoder(PreTrainedModel):
 
     def save_pretrained(self, directory: str | os.PathLike, tokenizer: checkpoint.SavesPretrained | None = None,
                         state_dict: dict[str, torch.Tensor] | None = None) -> Path:
-        """The encoder as a plain BertModel checkpoint, plus sentence-transformers' files, in one atomic save.
-        `state_dict` replaces this model's own tensors (e.g. the gathered weights of a sharded model)."""
+        """The encoder as a plain encoder checkpoint (BertModel, RobertaModel, ...), plus sentence-transformers'
+        files, in one atomic save. `state_dict` replaces this model's own tensors (e.g. the gathered weights of a
+        sharded model)."""
         if state_dict is not None:  # keyed like this model ("bert.…"); the file holds the encoder alone
-            state_dict = {k.removeprefix("bert."): v for k, v in state_dict.items()}
-        return checkpoint.save_model(self.bert, directory, _WithModuleFiles(self, tokenizer), state_dict)
+            prefix = f"{self.base_model_prefix}."
+            state_dict = {k.removeprefix(prefix): v for k, v in state_dict.items()}
+        return checkpoint.save_model(self.base_model, directory, _WithModuleFiles(self, tokenizer), state_dict)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) ids -> (B, H) sentence embeddings."""
-        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        hidden = self.base_model(input_ids, attention_mask, token_type_ids).last_hidden_state
         vectors = pool(hidden, attention_mask, self.settings.pooling)
         return F.normalize(vectors, dim=-1) if self.settings.normalize else vectors
 
@@ -226,7 +229,7 @@ class _WithModuleFiles:
         write_module_files(Path(directory), self.model.settings, self.model.config)
 
 
-def write_module_files(directory: Path, settings: SimilaritySettings, config: BertConfig) -> None:
+def write_module_files(directory: Path, settings: SimilaritySettings, config: EncoderConfig) -> None:
     """modules.json (Transformer -> Pooling [-> Normalize]), 1_Pooling/config.json and
     sentence_bert_config.json, in the layout sentence-transformers reads (and writes)."""
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -349,7 +352,7 @@ def embed_pairs(model: BiEncoder, tokenizer: Tokenizer, texts: Sequence[str], pa
                 batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, H) embeddings of each side; a text that occurs several times is embedded once."""
     unique = list(dict.fromkeys([*texts, *pairs]))
-    vectors = torch.from_numpy(embed(model.bert, tokenizer, unique, model.settings.embedding, batch_size))
+    vectors = torch.from_numpy(embed(model.base_model, tokenizer, unique, model.settings.embedding, batch_size))
     row = {text: i for i, text in enumerate(unique)}
     return vectors[[row[t] for t in texts]], vectors[[row[t] for t in pairs]]
 
