@@ -271,8 +271,8 @@ def _tokenize(tokenizer: Tokenizer, documents: list[list[str]], dtype: np.dtype)
     sentences = list(itertools.chain.from_iterable(documents))
     tokens, lengths = [], []
     for start in range(0, len(sentences), _ENCODE_BATCH):
-        encodings, _ = tokenizer._encode(sentences[start:start + _ENCODE_BATCH], add_special_tokens=False,
-                                         truncation=None, max_length=None, pad_to=False)
+        encodings = tokenizer._encode(sentences[start:start + _ENCODE_BATCH], add_special_tokens=False,
+                                      truncation=None, max_length=None, pad_to=False).encodings
         ids = [e.ids for e in encodings]
         batch_lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         tokens.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(batch_lengths.sum())))

@@ -535,7 +535,7 @@ def test_bad_inputs(small: Tokenizer):
 
 
 def test_unicode_tables_are_cached_per_machine_and_rebuilt_from_a_bad_cache(tmp_path, monkeypatch) -> None:
-    from bertkit import tokenizer as module
+    from bertkit.tokenization import wordpiece as module
 
     monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path))
     module._unicode_tables.cache_clear()
