@@ -91,7 +91,7 @@ def test_dataset_builds_bert_inputs_and_collates(prepared) -> None:
     corpus, tokenizer = prepared
     plan = plan_examples(corpus, np.arange(corpus.num_documents), ExampleSettings(max_length=40), seed=0)
     masker = Masker.for_tokenizer(MaskingSettings(), tokenizer)
-    data = PretrainingDataset(corpus, plan, masker, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, seed=0)
+    data = PretrainingDataset(corpus, plan, masker, tokenizer, seed=0)
     ids, types = data.tokens(0)
     row = plan[0]
     a = corpus.tokens(row[A0], row[A1])[row[A_SKIP]:row[A_SKIP] + row[A_KEEP]]
@@ -103,7 +103,7 @@ def test_dataset_builds_bert_inputs_and_collates(prepared) -> None:
     first = data[0]
     data.set_epoch(1)
     assert data[0]["labels"] != first["labels"] or data[0]["input_ids"] != first["input_ids"]  # dynamic masking
-    static = PretrainingDataset(corpus, plan, masker, cls_id=cls, sep_id=sep, seed=0, static=True)
+    static = PretrainingDataset(corpus, plan, masker, tokenizer, seed=0, static=True)
     static.set_epoch(3)
     assert static[0] == first
     batch = pretraining_collate([data[i] for i in range(4)], tokenizer.pad_token_id)
