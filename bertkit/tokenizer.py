@@ -385,12 +385,13 @@ class Tokenizer:
     def _from_tokenizer_json(cls, file: Path, config: dict[str, Any], settings: dict[str, Any]) -> Tokenizer:
         spec = json.loads(file.read_text(encoding="utf-8"))
         # tokenizer_config.json wins over the file, as in transformers.
+        changed = False
         for component in _components(spec.get("pre_tokenizer")) + _components(spec.get("post_processor")):
             if component.get("type") in ("ByteLevel", "RobertaProcessing"):
                 for key in ("add_prefix_space", "trim_offsets"):
-                    if isinstance(config.get(key), bool) and key in component:
-                        component[key] = config[key]
-        backend = _Backend.from_str(json.dumps(spec))
+                    if isinstance(config.get(key), bool) and component.get(key, config[key]) != config[key]:
+                        component[key], changed = config[key], True
+        backend = _Backend.from_str(json.dumps(spec)) if changed else _Backend.from_file(str(file))
         options = None
         if isinstance(backend.model, wordpiece.WordPiece):
             options = _wordpiece_options(config, spec)

@@ -5,9 +5,9 @@ other pieces get -100 (ignored by the loss) or, with `label_all_tokens`, the wor
 turned into I-X, as transformers' run_ner does). A word is predicted from its first piece.
 
 A sentence with more pieces than the model takes (max_length minus the tokenizer's special tokens,
-e.g. [CLS] and [SEP]) is never cut: it is read as overlapping windows (`bertkit.windows`). Training uses every window; at
-prediction each piece takes its logits from the window where it is most central, and the
-sentence is put back together in its original order.
+e.g. [CLS] and [SEP]) is never cut: it is read as overlapping windows (`bertkit.windows`). Training
+uses every window; at prediction each piece takes its logits from the window where it is most
+central, and the sentence is put back together in its original order.
 
 Entities are decoded from word tags with `metrics.get_entities` (seqeval's rules, BIO or IOBES),
 and scored with `metrics.entity_scores` (seqeval's default mode).
