@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
-Feature = dict[str, Any]  # input_ids, token_type_ids (lists of ints), labels (int, float, or list), ...
+Feature = dict[str, Any]  # input_ids, token_type_ids (lists of ints; absent for models without), labels, ...
 POSITION_TARGETS = ("start_positions", "end_positions")  # QA's per-feature token indices
 
 
@@ -46,7 +46,8 @@ def shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int
 def collate(features: Sequence[Feature], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Pad to the longest member; labels become a tensor (token labels padded with -100).
 
-    Multiple-choice features (input_ids a list of choices) become (B, choices, T) tensors; QA's
+    token_type_ids are in the batch when the features carry them (tokenizers of RoBERTa-like models give
+    none). Multiple-choice features (input_ids a list of choices) become (B, choices, T) tensors; QA's
     start_positions / end_positions become LongTensors. Other keys (bookkeeping such as which example
     a window belongs to) stay out of the batch.
     """
@@ -55,14 +56,18 @@ def collate(features: Sequence[Feature], pad_token_id: int) -> dict[str, torch.T
     width = max(len(f["input_ids"]) for f in features)
     batch = len(features)
     input_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
-    token_type_ids = torch.zeros((batch, width), dtype=torch.long)
     attention_mask = torch.zeros((batch, width), dtype=torch.long)
+    with_types = "token_type_ids" in features[0]
+    token_type_ids = torch.zeros((batch, width), dtype=torch.long) if with_types else None
     for row, f in enumerate(features):
         n = len(f["input_ids"])
         input_ids[row, :n] = torch.tensor(f["input_ids"])
-        token_type_ids[row, :n] = torch.tensor(f["token_type_ids"])
+        if token_type_ids is not None:
+            token_type_ids[row, :n] = torch.tensor(f["token_type_ids"])
         attention_mask[row, :n] = 1
-    out = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+    out = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if token_type_ids is not None:
+        out["token_type_ids"] = token_type_ids
     if "labels" in features[0]:
         out["labels"] = collate_labels([f["labels"] for f in features], width)
     for key in POSITION_TARGETS:
@@ -76,8 +81,8 @@ def _collate_choices(features: Sequence[Feature], pad_token_id: int) -> dict[str
     choices = len(features[0]["input_ids"])
     if any(len(f["input_ids"]) != choices for f in features):
         raise ValueError("every multiple-choice example in a batch needs the same number of choices")
-    flat = [{"input_ids": ids, "token_type_ids": types}
-            for f in features for ids, types in zip(f["input_ids"], f["token_type_ids"])]
+    flat = [{key: f[key][choice] for key in ("input_ids", "token_type_ids") if key in f}
+            for f in features for choice in range(choices)]
     out = collate(flat, pad_token_id)
     out = {k: v.view(len(features), choices, -1) for k, v in out.items()}
     if "labels" in features[0]:

@@ -221,16 +221,18 @@ def cmd_vocab(args: argparse.Namespace) -> None:
     for name in args.input:
         if not Path(name).is_file():
             raise UsageError(f"{name}: no such input file")
+    bpe = args.kind == "bpe"
     try:
-        tokenizer = Tokenizer.train(args.input, vocab_size=args.vocab_size, lowercase=not args.cased,
-                                    min_frequency=args.min_frequency, special_tokens=args.special_tokens,
-                                    show_progress=not args.quiet)
+        # A byte-level BPE vocabulary is cased (RoBERTa's); --cased concerns WordPiece.
+        tokenizer = Tokenizer.train(args.input, kind=args.kind, vocab_size=args.vocab_size,
+                                    lowercase=None if bpe else not args.cased, min_frequency=args.min_frequency,
+                                    special_tokens=args.special_tokens, show_progress=not args.quiet)
     except ValueError as e:
         raise UsageError(f"--special-tokens: {e}") from None
     with atomic_directory(output) as staging:
         tokenizer.save_pretrained(staging)
-    print(f"wrote {output}: WordPiece vocabulary of {tokenizer.vocab_size} tokens "
-          f"({'cased' if args.cased else 'uncased'}; special: "
+    print(f"wrote {output}: {'byte-level BPE' if bpe else 'WordPiece'} vocabulary of {tokenizer.vocab_size} tokens "
+          f"({'cased' if bpe or args.cased else 'uncased'}; special: "
           f"{' '.join(tokenizer.convert_ids_to_tokens(sorted(tokenizer.all_special_ids)))})", file=sys.stderr)
 
 
@@ -326,15 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("vocab", help="train a WordPiece vocabulary from text files")
+    p = sub.add_parser("vocab", help="train a WordPiece (BERT) or byte-level BPE (RoBERTa) vocabulary from text files")
     p.add_argument("--input", nargs="+", required=True, help="UTF-8 text files")
-    p.add_argument("--output", required=True, help="directory for vocab.txt, tokenizer.json and configs")
+    p.add_argument("--output", required=True,
+                   help="directory for tokenizer.json, configs and vocab.txt (wordpiece) or vocab.json + merges.txt (bpe)")
+    p.add_argument("--kind", choices=("wordpiece", "bpe"), default="wordpiece",
+                   help="wordpiece: BERT's (default); bpe: RoBERTa's byte-level BPE, cased, <s> <pad> </s> <unk> <mask>")
     p.add_argument("--vocab-size", type=int, default=30522, help="vocabulary size (default 30522, BERT's)")
-    p.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase, strip accents)")
+    p.add_argument("--cased", action="store_true",
+                   help="wordpiece: keep case and accents (default: lowercase, strip accents); bpe is always cased")
     p.add_argument("--min-frequency", type=int, default=2, help="drop merges seen fewer times (default 2)")
     p.add_argument("--special-tokens", nargs="+", default=[], metavar="TOKEN",
-                   help="extra tokens kept whole and never masked, after [PAD] [UNK] [CLS] [SEP] [MASK] "
-                        "(e.g. [URL] [USER])")
+                   help="extra tokens kept whole and never masked, after the kind's five ([PAD] [UNK] [CLS] [SEP] "
+                        "[MASK] or <s> <pad> </s> <unk> <mask>; e.g. [URL] [USER])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_vocab)

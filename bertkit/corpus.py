@@ -267,12 +267,17 @@ class _Tokenized:
 
 
 def _tokenize(tokenizer: Tokenizer, documents: list[list[str]], dtype: np.dtype) -> _Tokenized:
-    """Ids of the documents' sentences, dropping sentences that tokenise to nothing and then empty documents."""
-    sentences = list(itertools.chain.from_iterable(documents))
+    """Ids of the documents' sentences, dropping sentences that tokenise to nothing and then empty documents.
+
+    A sentence after the first of its document is tokenised with the space that came before it in the text
+    when the tokenizer sees that space (byte-level BPE: "ĠThe" inside a text, "The" at its start), so that
+    the concatenated ids read as the running text did."""
+    space = " " if tokenizer.leading_space_matters else ""
+    sentences = [space + s if i else s for document in documents for i, s in enumerate(document)]
     tokens, lengths = [], []
     for start in range(0, len(sentences), _ENCODE_BATCH):
-        encodings, _ = tokenizer._encode(sentences[start:start + _ENCODE_BATCH], add_special_tokens=False,
-                                         truncation=None, max_length=None, pad_to=False)
+        encodings = tokenizer._encode(sentences[start:start + _ENCODE_BATCH], add_special_tokens=False,
+                                      truncation=None, max_length=None, pad_to=False).encodings
         ids = [e.ids for e in encodings]
         batch_lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         tokens.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(batch_lengths.sum())))

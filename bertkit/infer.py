@@ -98,7 +98,7 @@ def forward_outputs(model: torch.nn.Module, features: Sequence[Feature], pad_tok
     for batch in length_sorted_batches([feature_length(f) for f in features], batch_size, TASK_BATCH_TOKENS):
         chosen = [features[i] for i in batch]
         if not with_targets:
-            chosen = [{k: f[k] for k in ("input_ids", "token_type_ids")} for f in chosen]
+            chosen = [{k: f[k] for k in ("input_ids", "token_type_ids") if k in f} for f in chosen]
         inputs = collate(chosen, pad_token_id)
         yield batch, model(**{k: v.to(model.device) for k, v in inputs.items()})
 
@@ -126,7 +126,7 @@ def compile_encoder(model: M) -> M:
 
 
 def _token_ids(tokenizer: Tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
-    """Each text's ids ([CLS] text [SEP]) through the tokenizer's batch path, with a warning if any were cut."""
+    """Each text's ids (e.g. [CLS] text [SEP]) through the tokenizer's batch path, with a warning if any were cut."""
     encoded = tokenizer(list(texts), max_length=max_length, padding=False, return_tensors=None)
     if encoded.num_truncated:
         logger.warning("%d of %d texts were longer than %d tokens and were truncated",
@@ -135,8 +135,8 @@ def _token_ids(tokenizer: Tokenizer, texts: Sequence[str], max_length: int | Non
 
 
 def _collate_texts(ids: Sequence[list[int]], batch: list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """The single-segment texts `batch` indexes, padded to their longest."""
-    return collate([{"input_ids": ids[i], "token_type_ids": [0] * len(ids[i])} for i in batch], pad_token_id)
+    """The single-segment texts `batch` indexes, padded to their longest (no token types: all would be 0)."""
+    return collate([{"input_ids": ids[i]} for i in batch], pad_token_id)
 
 
 @torch.inference_mode()
@@ -164,7 +164,7 @@ def embed_ids(
     progress: bool = False,
     max_tokens: int | None = None,
 ) -> np.ndarray:
-    """`embed` for texts already tokenised ([CLS] ... [SEP] each); `settings.max_length` is not applied."""
+    """`embed` for texts already tokenised (special tokens included); `settings.max_length` is not applied."""
     out = np.empty((len(ids), model.config.hidden_size), dtype=np.float32)
     device = model.device
     with tqdm(total=len(ids), desc="embed", unit="text", disable=not progress) as bar:
@@ -184,21 +184,23 @@ def embed_ids(
 class MaskPrediction:
     token: str
     token_id: int
-    score: float  # softmax probability at this [MASK]
-    sequence: str  # the text with this [MASK] filled in
+    score: float  # softmax probability at this mask
+    sequence: str  # the text with this mask filled in
 
 
 class MissingMaskError(ValueError):
-    """A text given to fill-mask holds no [MASK] (after truncation); `index` is its place in the input."""
+    """A text given to fill-mask holds no mask token (after truncation); `index` is its place in the input."""
 
-    def __init__(self, text: str, index: int) -> None:
-        super().__init__(f"no [MASK] token in {text!r}; write [MASK] where a word should be predicted")
+    def __init__(self, text: str, index: int, mask_token: str = "[MASK]") -> None:
+        super().__init__(f"no {mask_token} token in {text!r}; write {mask_token} where a word should be predicted")
         self.index = index
+        self.mask_token = mask_token
 
 
 @torch.inference_mode()
 def fill_mask(model: BertForMaskedLM, tokenizer: Tokenizer, text: str, top_k: int = 5) -> list[list[MaskPrediction]]:
-    """For each [MASK] in `text`, the `top_k` most probable non-special tokens (each mask predicted independently)."""
+    """For each mask token in `text` ([MASK], <mask>: the tokenizer's), the `top_k` most probable non-special
+    tokens (each mask predicted independently)."""
     return fill_masks(model, tokenizer, [text], top_k)[0]
 
 
@@ -206,12 +208,12 @@ def fill_mask(model: BertForMaskedLM, tokenizer: Tokenizer, text: str, top_k: in
 def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str], top_k: int = 5,
                batch_size: int = 32, max_tokens: int | None = None) -> list[list[list[MaskPrediction]]]:
     """`fill_mask` for many texts: tokenised at once, run in length-sorted batches (see `length_sorted_batches`),
-    returned in input order. The vocabulary projection runs on the [MASK] positions alone."""
+    returned in input order. The vocabulary projection runs on the mask positions alone."""
     ids = _token_ids(tokenizer, texts)
     for index, row in enumerate(ids):
         if tokenizer.mask_token_id not in row:
-            raise MissingMaskError(texts[index], index)
-    # Probabilities stay those of the full vocabulary; specials ([CLS], [PAD], ...) are just never proposed.
+            raise MissingMaskError(texts[index], index, tokenizer.mask_token)
+    # Probabilities stay those of the full vocabulary; the five role specials are just never proposed.
     specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
                 tokenizer.mask_token_id]
     k = min(top_k, model.config.vocab_size - len(specials))
@@ -234,7 +236,7 @@ def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str
 
 
 def _filled(tokenizer: Tokenizer, ids: list[int], position: int, token_id: int) -> str:
-    """The text with the token at `position` replaced; specials, other [MASK]s included, are left out."""
+    """The text with the token at `position` replaced; specials, other masks included, are left out."""
     filled = list(ids)
     filled[position] = token_id
     return tokenizer.decode(filled)

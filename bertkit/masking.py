@@ -1,13 +1,14 @@
 """Masked-language-model masking, as in the BERT paper (and Google's create_pretraining_data.py).
 
-Of a sequence's maskable tokens (every token but [CLS], [SEP], [PAD] and the other specials),
+Of a sequence's maskable tokens (every token but [CLS], [SEP], [PAD] and the other specials; <s> ... for RoBERTa),
 `probability` (15%) are chosen as prediction targets, capped at `max_predictions`. Each chosen
-token becomes [MASK] 80% of the time, a random vocabulary token 10% of the time, and stays
+token becomes the mask token 80% of the time, a random vocabulary token 10% of the time, and stays
 unchanged 10% of the time; the model must predict the original at every chosen position.
 
 The number of targets is exact per sequence (round(n · p), at least 1), not a coin flip per
 token, so short sequences still get a target and the rate holds batch by batch. With whole-word
-masking a word's pieces ("un", "##believ", "##able") are chosen together or not at all.
+masking a word's pieces ("un", "##believ", "##able"; RoBERTa's "Ġun", "believ", "able") are chosen
+together or not at all; the tokenizer says which pieces continue a word (Tokenizer.continues_word).
 
 Masks come from a generator seeded by (seed, epoch, example): dynamic masking draws a fresh mask
 every epoch, static masking uses epoch 0 always, and both are the same on every rank, after a
@@ -26,10 +27,10 @@ IGNORE = -100  # label of positions the loss skips
 @dataclass(frozen=True)
 class MaskingSettings:
     probability: float = 0.15  # share of maskable tokens chosen as targets (RoBERTa-era work also uses 0.3-0.4)
-    replace_with_mask: float = 0.8  # of the targets: shown as [MASK]
+    replace_with_mask: float = 0.8  # of the targets: shown as the mask token
     replace_with_random: float = 0.1  # of the targets: shown as a random token (the rest stay unchanged)
     max_predictions: int | None = None  # cap of targets per sequence (Google: 20 at length 128); None = no cap
-    whole_word: bool = False  # choose whole words (a piece and its ##continuations) together
+    whole_word: bool = False  # choose whole words (a piece and the pieces that continue it) together
 
     def __post_init__(self) -> None:
         if not 0.0 < self.probability < 1.0:
@@ -44,7 +45,7 @@ class Masker:
     """Masks token-id sequences for one vocabulary.
 
     `special_ids` are never chosen (and never drawn as random replacements); `continuation` marks
-    the ids of word pieces that continue a word ("##..."), used by whole-word masking.
+    the ids of word pieces that continue a word ("##..." in WordPiece), used by whole-word masking.
     """
 
     def __init__(self, settings: MaskingSettings, vocab_size: int, mask_id: int, special_ids: set[int] | frozenset[int],
@@ -55,14 +56,13 @@ class Masker:
         self.is_special[list(special_ids)] = True
         self.replacement_ids = np.flatnonzero(~self.is_special)
         if settings.whole_word and continuation is None:
-            raise ValueError("whole-word masking needs to know which vocabulary entries continue a word (##)")
+            raise ValueError("whole-word masking needs to know which vocabulary entries continue a word")
         self.continuation = continuation if continuation is not None else np.zeros(vocab_size, dtype=bool)
 
     @classmethod
     def for_tokenizer(cls, settings: MaskingSettings, tokenizer) -> Masker:  # noqa: ANN001 (bertkit.Tokenizer)
-        vocab = tokenizer.vocab
-        continuation = np.zeros(tokenizer.vocab_size, dtype=bool)
-        continuation[[i for token, i in vocab.items() if token.startswith("##")]] = True
+        # Asked for only when used: a tokenizer without word marks can still mask token by token.
+        continuation = np.asarray(tokenizer.continues_word, dtype=bool) if settings.whole_word else None
         return cls(settings, tokenizer.vocab_size, tokenizer.mask_token_id, set(tokenizer.all_special_ids), continuation)
 
     def num_targets(self, maskable: int) -> int:

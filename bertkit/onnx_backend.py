@@ -134,15 +134,20 @@ class OnnxModel(nn.Module):
         self.path, self.config, self.head = path, config, head
         self.session = session(path, threads)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_names = [i.name for i in self.session.get_inputs()]  # a graph without token types lacks one
         self.record: list[dict[str, np.ndarray]] | None = None
 
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Numpy in, numpy out: the graph's outputs by name."""
-        feeds = dict(zip(INPUT_NAMES, (a.astype(np.int64, copy=False) for a in (input_ids, attention_mask, token_type_ids))))
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+            token_type_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Numpy in, numpy out: the graph's outputs by name. Token types default to zeros where the graph takes them."""
+        if token_type_ids is None and "token_type_ids" in self.input_names:
+            token_type_ids = np.zeros_like(input_ids)
+        given = dict(zip(INPUT_NAMES, (input_ids, attention_mask, token_type_ids)))
+        feeds = {name: given[name].astype(np.int64, copy=False) for name in self.input_names}
         return dict(zip(self.output_names, self.session.run(None, feeds)))
 
     def forward(
@@ -156,9 +161,8 @@ class OnnxModel(nn.Module):
         """As the head's forward; QA's start/end positions (given when evaluating) add the loss."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        outputs = self.run(input_ids.cpu().numpy(), attention_mask.cpu().numpy(), token_type_ids.cpu().numpy())
+        outputs = self.run(input_ids.cpu().numpy(), attention_mask.cpu().numpy(),
+                           None if token_type_ids is None else token_type_ids.cpu().numpy())
         if self.record is not None:
             self.record.append({"attention_mask": attention_mask.cpu().numpy(), **outputs})
         result = self.head.output_class(**{k: torch.from_numpy(v) for k, v in outputs.items()})

@@ -255,14 +255,14 @@ def pretrain(args: PretrainArgs, train: TrainArgs) -> PretrainResult:
     train_docs, eval_docs = split_documents(corpus.num_documents, args.eval_fraction, train.seed,
                                             min_per_side=2 if objective == "nsp" else 1)
     masker = Masker.for_tokenizer(args.masking, tokenizer)
-    specials = dict(cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id)
-    train_set = PretrainingDataset(corpus, plan_examples(corpus, train_docs, args.examples, train.seed), masker,
-                                   seed=train.seed, static=args.static_masking, **specials)
-    eval_plan = plan_examples(corpus, eval_docs, args.examples, train.seed + 1)
+    specials = tokenizer.num_special_tokens(pair=args.examples.pairs)
+    train_set = PretrainingDataset(corpus, plan_examples(corpus, train_docs, args.examples, train.seed, specials),
+                                   masker, tokenizer, seed=train.seed, static=args.static_masking)
+    eval_plan = plan_examples(corpus, eval_docs, args.examples, train.seed + 1, specials)
     if len(eval_plan) > args.eval_max_examples:
         keep = np.random.default_rng([train.seed, 15485863]).choice(len(eval_plan), args.eval_max_examples, replace=False)
         eval_plan = eval_plan[np.sort(keep)]
-    eval_set = PretrainingDataset(corpus, eval_plan, masker, seed=train.seed + 1, static=True, **specials)
+    eval_set = PretrainingDataset(corpus, eval_plan, masker, tokenizer, seed=train.seed + 1, static=True)
     if len(train_set) == 0 or len(eval_set) == 0:
         raise ValueError(f"{corpus.directory}: no {'training' if len(train_set) == 0 else 'held-out'} examples; "
                          "the corpus is too small")

@@ -14,7 +14,8 @@ made it a random pair), and a random B never comes from the same document (Googl
 fail).
 
 An example is stored as token ranges into the memory-mapped corpus (9 integers), so planning a
-corpus costs no token copies; tokens are read and masked when a batch asks for them.
+corpus costs no token copies; tokens are read, laid out with the tokenizer's special tokens (BERT's
+``[CLS] A [SEP] B [SEP]``, RoBERTa's ``<s> A </s></s> B </s>``) and masked when a batch asks for them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from .batching import Feature, collate
 from .corpus import Corpus
 from .masking import Masker, example_rng
+from .tokenizer import Tokenizer
 
 OBJECTIVES = ("nsp", "sop", "mlm")
 # Columns of the plan: segment A and segment B, each (first sentence, end sentence, tokens skipped at
@@ -38,7 +40,7 @@ A0, A1, A_SKIP, A_KEEP, B0, B1, B_SKIP, B_KEEP, LABEL = range(9)
 @dataclass(frozen=True)
 class ExampleSettings:
     objective: str = "nsp"  # nsp (BERT) | sop (ALBERT) | mlm (no sentence task; RoBERTa's doc-sentences)
-    max_length: int = 128  # tokens per example, [CLS] and [SEP]s included
+    max_length: int = 128  # tokens per example, special tokens ([CLS], [SEP]s) included
     short_seq_prob: float = 0.1  # share of chunks given a random shorter target length
 
     def __post_init__(self) -> None:
@@ -50,8 +52,14 @@ class ExampleSettings:
             raise ValueError(f"short_seq_prob={self.short_seq_prob} must lie in [0, 1]")
 
     @property
+    def pairs(self) -> bool:
+        """Whether examples are two segments (NSP, SOP) rather than one run of sentences."""
+        return self.objective != "mlm"
+
+    @property
     def specials(self) -> int:
-        return 2 if self.objective == "mlm" else 3
+        """BERT's special tokens per example (another tokenizer's: `Tokenizer.num_special_tokens(pairs)`)."""
+        return 3 if self.pairs else 2
 
 
 def _fit_pair(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
@@ -70,10 +78,11 @@ def _fit_pair(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
 
 
 class _Planner:
-    def __init__(self, corpus: Corpus, documents: np.ndarray, settings: ExampleSettings, rng: np.random.Generator):
+    def __init__(self, corpus: Corpus, documents: np.ndarray, settings: ExampleSettings, rng: np.random.Generator,
+                 specials: int):
         self.corpus, self.documents, self.settings, self.rng = corpus, documents, settings, rng
         self.lengths = corpus.sentence_lengths
-        self.budget = settings.max_length - settings.specials
+        self.budget = settings.max_length - specials
         self.rows: list[tuple[int, ...]] = []
 
     def target(self) -> int:
@@ -148,29 +157,33 @@ class _Planner:
 
 
 def plan_examples(corpus: Corpus, documents: Sequence[int] | np.ndarray, settings: ExampleSettings,
-                  seed: int) -> np.ndarray:
-    """The examples of `documents` (indices into the corpus) as an (N, 9) int64 plan; deterministic for a seed."""
+                  seed: int, specials: int | None = None) -> np.ndarray:
+    """The examples of `documents` (indices into the corpus) as an (N, 9) int64 plan; deterministic for a seed.
+    `specials`: the special tokens each example gets (default BERT's, `settings.specials`)."""
     documents = np.asarray(documents, dtype=np.int64)
     if settings.objective == "nsp" and len(documents) < 2:
         raise ValueError(f"next-sentence prediction needs at least two documents for random pairs; got {len(documents)} "
                          "(use --objective sop or mlm, or give more documents)")
-    planner = _Planner(corpus, documents, settings, np.random.default_rng([seed, 7919]))
+    planner = _Planner(corpus, documents, settings, np.random.default_rng([seed, 7919]),
+                       settings.specials if specials is None else specials)
     for position in range(len(documents)):
         planner.document(position)
     return np.asarray(planner.rows, dtype=np.int64).reshape(-1, 9)
 
 
 class PretrainingDataset:
-    """Examples of a plan, masked on access. `set_epoch` (called by the training engine) draws fresh masks
-    each epoch unless `static` is set."""
+    """Examples of a plan, laid out by `tokenizer` (its special tokens; token types when it has them) and
+    masked on access. `set_epoch` (called by the training engine) draws fresh masks each epoch unless
+    `static` is set."""
 
-    def __init__(self, corpus: Corpus, plan: np.ndarray, masker: Masker, *, cls_id: int, sep_id: int,
+    def __init__(self, corpus: Corpus, plan: np.ndarray, masker: Masker, tokenizer: Tokenizer, *,
                  seed: int, static: bool = False) -> None:
-        self.corpus, self.plan, self.masker = corpus, plan, masker
-        self.cls_id, self.sep_id, self.seed, self.static = cls_id, sep_id, seed, static
+        self.corpus, self.plan, self.masker, self.tokenizer = corpus, plan, masker, tokenizer
+        self.seed, self.static = seed, static
         self.epoch = 0
         has_b = plan[:, B_KEEP] > 0
-        self.lengths = (plan[:, A_KEEP] + plan[:, B_KEEP] + 2 + has_b).tolist()  # read by the engine's batching
+        specials = np.where(has_b, tokenizer.num_special_tokens(pair=True), tokenizer.num_special_tokens())
+        self.lengths = (plan[:, A_KEEP] + plan[:, B_KEEP] + specials).tolist()  # read by the engine's batching
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -182,19 +195,19 @@ class PretrainingDataset:
         return self.corpus.tokens(first, end)[skip:skip + keep]
 
     def tokens(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, token types) of example `index` before masking: [CLS] A [SEP] (B [SEP])."""
+        """(ids, token types) of example `index` before masking, in the tokenizer's layout (BERT: [CLS] A [SEP]
+        (B [SEP])); the types are those of the layout even when the tokenizer returns none."""
         row = self.plan[index]
-        parts = [[self.cls_id], self.segment(*row[A0:B0]), [self.sep_id]]
-        types = [0] * (row[A_KEEP] + 2)
-        if row[B_KEEP] > 0:
-            parts += [self.segment(*row[B0:LABEL]), [self.sep_id]]
-            types += [1] * (row[B_KEEP] + 1)
-        return np.concatenate(parts).astype(np.int64), np.asarray(types, dtype=np.int64)
+        b = self.segment(*row[B0:LABEL]).tolist() if row[B_KEEP] > 0 else None
+        ids, types = self.tokenizer.layout(b is not None).build(self.segment(*row[A0:B0]).tolist(), b)
+        return np.asarray(ids, dtype=np.int64), np.asarray(types, dtype=np.int64)
 
     def __getitem__(self, index: int) -> Feature:
         ids, types = self.tokens(index)
         masked, labels = self.masker(ids, example_rng(self.seed, 0 if self.static else self.epoch, index))
-        feature: Feature = {"input_ids": masked.tolist(), "token_type_ids": types.tolist(), "labels": labels.tolist()}
+        feature: Feature = {"input_ids": masked.tolist(), "labels": labels.tolist()}
+        if self.tokenizer.has_token_types:
+            feature["token_type_ids"] = types.tolist()
         if self.plan[index, LABEL] >= 0:
             feature["next_sentence_label"] = int(self.plan[index, LABEL])
         return feature

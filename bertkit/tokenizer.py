@@ -1,46 +1,20 @@
-"""BERT WordPiece tokenization, built from the Rust ``tokenizers`` primitives.
+"""The tokenizer of every BERT family: one wrapper over a Rust ``tokenizers`` pipeline.
 
-The pipeline mirrors ``tokenizers.implementations.BertWordPieceTokenizer``
-(normalizer -> pre-tokenizer -> WordPiece -> TemplateProcessing, WordPiece
-decoder), but the normalizer and pre-tokenizer are composed from smaller
-primitives so that ids match the original Python BERT tokenizer
-(``transformers``' ``BertTokenizerLegacy``: BasicTokenizer + WordpieceTokenizer)
-exactly.  The stock ``BertNormalizer``/``BertPreTokenizer`` differ from it in
-several ways (measured with tokenizers 0.23 against Python 3.11, Unicode 14):
+Kinds (``Tokenizer.kind``, the model inside the pipeline):
 
-* The reference NFC-normalises the whole text, cased models included, so a
-  decomposed ``e`` + U+0301 becomes ``é``.  The stock normalizer never does.
-* ``str.lower`` is context sensitive: a capital sigma at the end of a word
-  becomes final sigma ``ς`` ("ΟΔΟΣ" -> "οδος"); per-character lowercasing gives
-  ``σ``.
-* The stock character classes come from old Unicode tables inside the Rust
-  crates: they keep unassigned code points (the reference drops every category
-  C* character), miss ~100 newer punctuation characters and ~400 newer
-  nonspacing marks, and treat U+2B820..U+2B91F as non-Chinese (a range typo).
+* ``wordpiece`` (BERT, DistilBERT, ELECTRA): the exact original BERT tokenizer, Unicode handling
+  included (:mod:`bertkit.tokenization.wordpiece`), from ``vocab.txt`` or ``tokenizer.json``. Pairs are
+  cut longest-first as Google's BERT code cuts them.
+* ``bpe`` (RoBERTa; GPT-2 style byte-level BPE) from ``tokenizer.json`` or ``vocab.json`` + ``merges.txt``
+  (:mod:`bertkit.tokenization.bpe`).
+* ``unigram`` (XLM-R, ALBERT, DeBERTa-v3: SentencePiece models converted to ``tokenizer.json``).
 
-So the character classes here (control / whitespace / punctuation / Mn /
-cased / case-ignorable) are generated from the running Python's
-``unicodedata`` -- the very tables the reference consults -- and handed to
-``Replace``/``Split`` steps as regular expressions.  Everything stays
-serialisable: ``tokenizer.json`` written by :meth:`Tokenizer.save_pretrained`
-loads in plain ``tokenizers`` and reproduces the same ids.
-
-Known residual difference (cannot be expressed with serialisable primitives):
-the Rust NFC/NFD code lacks the canonical combining class of 98 combining
-marks added in Unicode 11-14 (07FD, 0898-089F, 08CA-08D3, 09FE, 0C3C,
-0D3B-0D3C, 0EBA, 1715, 1ABF-1ACE, 1DF6-1DFA, A82C, 10D24-10D27, 10EAB-10EAC,
-10F46-10F50, 10F82-10F85, 11070, 1133B, 1145E, 11839-1183A, 1193D-1193E,
-11943, 119E0, 11A34, 11A47, 11A99, 11D42, 11D44-11D45, 11D97, 16FF0-16FF1,
-1E130-1E136, 1E2AE, 1E2EC-1E2EF) and treats them as starters.  When, after
-canonical decomposition, such a mark sits next to another combining mark
-(combining class != 0), the reference reorders/composes the marks and this
-tokenizer does not, so ids can differ.  With accent stripping (the uncased
-default) the Mn marks are deleted anyway, so only sequences with two spacing
-marks of nonzero class, one of them U+1715, U+1193D, U+16FF0 or U+16FF1, can
-still differ; an exhaustive check of every code point in several mark
-contexts found differences in cased mode only.  Text without such mark
-sequences is unaffected.  :func:`combining_marks_unknown_to_backend` returns
-the set for the installed ``tokenizers``.
+Everything else is read from the directory rather than assumed: the special tokens by role and the
+single / pair layout (the post-processor: :mod:`bertkit.tokenization.layout`), whether the model takes
+token types (:mod:`bertkit.tokenization.specials`), and which vocabulary entries continue a word
+(:attr:`Tokenizer.continues_word`: "##" for WordPiece, no leading "Ġ" / "▁" for byte-level BPE and
+SentencePiece). Ids, offsets and layouts are those of transformers' ``AutoTokenizer`` on the same
+directory; the differences found are listed at :meth:`Tokenizer.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -50,294 +24,42 @@ import functools
 import json
 import os
 import threading
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
-from tokenizers import AddedToken, Encoding, Regex, decoders, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Encoding
 from tokenizers import Tokenizer as _Backend
-from tokenizers.models import WordPiece
+
+from .tokenization import bpe, wordpiece
+from .tokenization.layout import Layout, read_layouts
+from .tokenization.specials import ROLES, SpecialTokens, has_token_types, resolve_specials, token_name
+from .tokenization.wordpiece import (  # noqa: F401 (the public names of the BERT kind, kept importable here)
+    CLS,
+    CONTINUATION_PREFIX,
+    MASK,
+    PAD,
+    SEP,
+    SPECIAL_TOKENS,
+    UNK,
+    combining_marks_unknown_to_backend,
+)
 
 if TYPE_CHECKING:
     import torch
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
-SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK)
-CONTINUATION_PREFIX = "##"
 DEFAULT_MODEL_MAX_LENGTH = 512
+KINDS = ("wordpiece", "bpe")  # what Tokenizer.train builds
 
 # HF writes int(1e30) as model_max_length when a checkpoint does not set one.
 _UNSET_MAX_LENGTH_THRESHOLD = 1_000_000
-
-# BasicTokenizer._is_punctuation counts all non-alphanumeric ASCII as punctuation.
-_ASCII_PUNCTUATION = frozenset(
-    chr(c) for first, last in ((33, 47), (58, 64), (91, 96), (123, 126)) for c in range(first, last + 1)
-)
-
-# BasicTokenizer._is_chinese_char.
-_CJK_RANGES: tuple[tuple[int, int], ...] = (
-    (0x4E00, 0x9FFF),
-    (0x3400, 0x4DBF),
-    (0x20000, 0x2A6DF),
-    (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
-    (0xF900, 0xFAFF),
-    (0x2F800, 0x2FA1F),
-)
-
-_CAPITAL_SIGMA, _FINAL_SIGMA = "\u03a3", "\u03c2"
-
-
-# --------------------------------------------------------------------------
-# Unicode tables, generated from the running Python's unicodedata
-# --------------------------------------------------------------------------
-
-
-def _char_class(codepoints: Iterable[int]) -> str:
-    """Regex character class (Oniguruma syntax) matching exactly ``codepoints``."""
-    parts: list[str] = []
-    start = prev = None
-    for cp in sorted(codepoints):
-        if prev is not None and cp == prev + 1:
-            prev = cp
-            continue
-        if start is not None:
-            parts.append(_class_range(start, prev))
-        start = prev = cp
-    if start is not None:
-        parts.append(_class_range(start, prev))
-    return "[" + "".join(parts) + "]"
-
-
-def _class_range(first: int, last: int) -> str:
-    return f"\\x{{{first:X}}}" if first == last else f"\\x{{{first:X}}}-\\x{{{last:X}}}"
-
-
-@dataclasses.dataclass(frozen=True)
-class _UnicodeTables:
-    removed: str  # regex class: dropped by BasicTokenizer._clean_text
-    whitespace: str  # regex class: turned into " " by _clean_text
-    punctuation: str  # regex class: BasicTokenizer._is_punctuation
-    cjk: str  # regex class: BasicTokenizer._is_chinese_char
-    nonspacing_marks: str  # regex class: category Mn (_run_strip_accents)
-    final_sigma: str  # regex: capital sigma in str.lower's Final_Sigma context
-    nfc_fixes: tuple[tuple[str, str], ...]  # compositions the Rust tables lack
-    nfd_fixes: tuple[tuple[str, str], ...]  # decompositions the Rust tables lack
-
-
-@functools.lru_cache(maxsize=None)
-def _unicode_tables() -> _UnicodeTables:
-    """The character classes: built once per machine, then read from the cache (building them scans all
-    1.1M code points, about 2 s of every process start on a slow CPU). The cache file's name carries
-    everything they depend on: Python's Unicode version and the tokenizers version."""
-    cache = _unicode_cache_file()
-    try:
-        fields = json.loads(cache.read_text(encoding="utf-8"))
-        return _UnicodeTables(**{k: tuple(map(tuple, v)) if k.endswith("_fixes") else v for k, v in fields.items()})
-    except (OSError, ValueError, TypeError):  # absent, unreadable or from another bertkit: build it
-        pass
-    tables = _build_unicode_tables()
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        staging = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        staging.write_text(json.dumps(dataclasses.asdict(tables)), encoding="utf-8")
-        os.replace(staging, cache)  # atomic: a concurrent reader sees the old file or the whole new one
-    except OSError:  # a read-only home: build again next time
-        pass
-    return tables
-
-
-def _unicode_cache_file() -> Path:
-    import tokenizers
-
-    root = os.environ.get("BERTKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bertkit"
-    return Path(root) / f"unicode-tables-{unicodedata.unidata_version}-tokenizers-{tokenizers.__version__}.json"
-
-
-def _build_unicode_tables() -> _UnicodeTables:
-    removed: list[int] = []
-    whitespace: list[int] = []
-    punctuation: list[int] = []
-    nonspacing: list[int] = []
-    cased: list[int] = []  # cased and not case-ignorable
-    case_ignorable: list[int] = []
-    decomposable: list[str] = []
-    category = unicodedata.category
-    for cp in range(0x110000):
-        if 0xD800 <= cp <= 0xDFFF:  # surrogates cannot occur in a Rust string
-            continue
-        ch = chr(cp)
-        cat = category(ch)
-        # _clean_text: _is_whitespace is checked after the removal test, but the
-        # two sets only overlap in \t\n\r, which are whitespace.
-        if ch in "\t\n\r" or cat == "Zs":
-            whitespace.append(cp)
-            continue
-        if cp == 0 or cp == 0xFFFD or cat[0] == "C":
-            removed.append(cp)
-            continue
-        if cat[0] == "P" or ch in _ASCII_PUNCTUATION:
-            punctuation.append(cp)
-        elif cat == "Mn":
-            nonspacing.append(cp)
-        # Python does not expose the Cased / Case_Ignorable properties that
-        # str.lower uses for final sigma, so probe str.lower itself:
-        # X + "Σ" ends in "ς" iff X is cased and not case-ignorable;
-        # "A" + X + "Σ" ends in "ς" iff X is cased or case-ignorable.
-        if (ch + _CAPITAL_SIGMA).lower()[-1] == _FINAL_SIGMA:
-            cased.append(cp)
-        elif ("A" + ch + _CAPITAL_SIGMA).lower()[-1] == _FINAL_SIGMA:
-            case_ignorable.append(cp)
-        decomposition = unicodedata.decomposition(ch)
-        if decomposition and not decomposition.startswith("<"):
-            decomposable.append(ch)
-
-    cased_class, ignorable_class = _char_class(cased), _char_class(case_ignorable)
-    # CPython's handle_capital_sigma: skipping case-ignorable characters, the
-    # previous character is cased and the next one is not.
-    final_sigma = f"(?<={cased_class}{ignorable_class}*)\\x{{3A3}}(?!{ignorable_class}*{cased_class})"
-
-    nfc_fixes, nfd_fixes = _normalization_fixes(decomposable)
-    return _UnicodeTables(
-        removed=_char_class(removed),
-        whitespace=_char_class(whitespace),
-        punctuation=_char_class(punctuation),
-        cjk=_char_class(cp for lo, hi in _CJK_RANGES for cp in range(lo, hi + 1)),
-        nonspacing_marks=_char_class(nonspacing),
-        final_sigma=final_sigma,
-        nfc_fixes=nfc_fixes,
-        nfd_fixes=nfd_fixes,
-    )
-
-
-def _normalization_fixes(decomposable: list[str]) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-    """Literal replacements for canonical (de)compositions the Rust tables lack.
-
-    With tokenizers 0.23 and Unicode 14 this is just U+11938 (DIVES AKURU VOWEL
-    SIGN O = U+11935 U+11930).  Both halves are starters, so a literal
-    replacement is exact.
-    """
-    rust_nfc, rust_nfd = normalizers.NFC(), normalizers.NFD()
-    nfc: dict[str, str] = {}
-    nfd: dict[str, str] = {}
-    for ch in decomposable:
-        decomposed = unicodedata.normalize("NFD", ch)
-        composed = unicodedata.normalize("NFC", decomposed)
-        if rust_nfd.normalize_str(ch) != decomposed:
-            nfd[ch] = decomposed
-        if rust_nfc.normalize_str(ch) != unicodedata.normalize("NFC", ch):
-            nfc[ch] = unicodedata.normalize("NFC", ch)
-        seen = rust_nfc.normalize_str(decomposed)
-        if seen != composed:
-            nfc[seen] = composed
-    return tuple(nfc.items()), tuple(nfd.items())
-
-
-def combining_marks_unknown_to_backend() -> frozenset[str]:
-    """Combining marks whose canonical combining class the Rust NFC/NFD lacks.
-
-    These are the marks behind the one documented residual difference from the
-    reference (see the module docstring).
-    """
-    rust_nfd = normalizers.NFD()
-    unknown = set()
-    for cp in range(0x110000):
-        if 0xD800 <= cp <= 0xDFFF:
-            continue
-        ch = chr(cp)
-        ccc = unicodedata.combining(ch)
-        if not ccc:
-            continue
-        # A mark the backend knows is reordered before U+0345 (ccc 240) or after
-        # U+0334 (ccc 1); an unknown one is treated as a starter and stays put.
-        probe = "\u0345" + ch if ccc < 240 else ch + "\u0334"
-        if rust_nfd.normalize_str(probe) == probe:
-            unknown.add(ch)
-    return frozenset(unknown)
-
-
-def _reference_normalizer(lowercase: bool, strip_accents: bool | None) -> normalizers.Normalizer:
-    """BasicTokenizer's text clean-up, NFC, lowercasing and accent stripping."""
-    tables = _unicode_tables()
-    steps: list[normalizers.Normalizer] = [
-        # _clean_text: drop NUL, U+FFFD and all of category C* except \t\n\r ...
-        normalizers.Replace(Regex(tables.removed), ""),
-        # ... and map \t\n\r and category Zs to a plain space.
-        normalizers.Replace(Regex(tables.whitespace), " "),
-        # tokenize() NFC-normalises the whole text, whatever the casing.
-        normalizers.NFC(),
-        *(normalizers.Replace(src, dst) for src, dst in tables.nfc_fixes),
-    ]
-    if lowercase:
-        # str.lower maps a word-final capital sigma to "ς"; the per-character
-        # Lowercase step would give "σ", so rewrite those sigmas first.
-        steps.append(normalizers.Replace(Regex(tables.final_sigma), _FINAL_SIGMA))
-        steps.append(normalizers.Lowercase())
-    if strip_accents if strip_accents is not None else lowercase:
-        # _run_strip_accents: NFD, then drop category Mn only (StripAccents()
-        # would also drop Mc/Me, e.g. Devanagari vowel signs).  No recomposition.
-        steps.append(normalizers.NFD())
-        steps.extend(normalizers.Replace(src, dst) for src, dst in tables.nfd_fixes)
-        steps.append(normalizers.Replace(Regex(tables.nonspacing_marks), ""))
-    return normalizers.Sequence(steps)
-
-
-def _reference_pre_tokenizer(tokenize_chinese_chars: bool) -> pre_tokenizers.PreTokenizer:
-    """Whitespace split, then every punctuation (and CJK) character on its own."""
-    tables = _unicode_tables()
-    isolated = tables.punctuation
-    if tokenize_chinese_chars:
-        # The reference pads CJK characters with spaces before NFC; isolating
-        # them here is equivalent (they never compose, and they are neither
-        # cased nor case-ignorable, so they bound the final-sigma context too).
-        isolated = tables.punctuation[:-1] + tables.cjk[1:]
-    return pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Split(Regex(isolated), behavior="isolated"),
-        ]
-    )
-
-
-def _install_pipeline(
-    backend: _Backend,
-    *,
-    lowercase: bool,
-    strip_accents: bool | None,
-    tokenize_chinese_chars: bool,
-    vocab: dict[str, int],
-) -> None:
-    backend.normalizer = _reference_normalizer(lowercase, strip_accents)
-    backend.pre_tokenizer = _reference_pre_tokenizer(tokenize_chinese_chars)
-    _install_specials(backend, vocab)
-
-
-def _install_specials(backend: _Backend, vocab: dict[str, int]) -> None:
-    # Specials are matched in the raw text before normalisation, like the
-    # reference's added-token trie ("a[MASK]b" -> a [MASK] b).
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{CLS}:0 $A:0 {SEP}:0",
-        pair=f"{CLS}:0 $A:0 {SEP}:0 $B:1 {SEP}:1",
-        special_tokens=[(CLS, vocab[CLS]), (SEP, vocab[SEP])],
-    )
-    backend.decoder = decoders.WordPiece(prefix=CONTINUATION_PREFIX, cleanup=True)
-
-
-def _load_vocab(vocab_file: Path) -> dict[str, int]:
-    """Read vocab.txt exactly like the reference's load_vocab (a later duplicate wins)."""
-    with open(vocab_file, encoding="utf-8") as reader:
-        return {line.rstrip("\n"): index for index, line in enumerate(reader.readlines())}
-
-
-def _check_specials(vocab: dict[str, int], source: object) -> None:
-    for token in (UNK, CLS, SEP, PAD, MASK):
-        if token not in vocab:
-            raise ValueError(f"vocabulary {source} has no {token} token; BERT needs {', '.join(SPECIAL_TOKENS)}")
+# SentencePiece model files: a later issue reads them; until then a directory must carry tokenizer.json.
+_SENTENCEPIECE_FILES = ("spiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
+# tokenizer_config.json keys that describe one loading of a directory, not the tokenizer: not saved again.
+_TRANSIENT_CONFIG_KEYS = frozenset({"added_tokens_decoder", "auto_map", "is_local", "local_files_only",
+                                    "name_or_path", "tokenizer_file"})
 
 
 def _check_text(value: object, name: str) -> str:
@@ -355,6 +77,30 @@ def _as_batch(values: str | Sequence[str], name: str) -> list[str]:
         if not isinstance(value, str):
             raise TypeError(f"{name}[{i}] must be a str, got {type(value).__name__}")
     return list(values)
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        return {}
+    try:
+        content = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{file}: not valid JSON ({exc})") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{file}: expected a JSON object")
+    return content
+
+
+def _components(state: Any) -> list[dict[str, Any]]:
+    """A pipeline component's JSON and, for a Sequence, its members' (recursively)."""
+    if not isinstance(state, dict):
+        return []
+    nested = state.get("pretokenizers") or state.get("normalizers") or state.get("processors") or []
+    return [state, *(c for member in nested for c in _components(member))]
+
+
+def _state(component: Any) -> dict[str, Any] | None:
+    return json.loads(component.__getstate__()) if component is not None else None
 
 
 # --------------------------------------------------------------------------
@@ -379,9 +125,25 @@ _CLEAN_UP = (
 
 
 def _sequence_ids(encoding: Encoding) -> list[int | None]:
-    # Derived from the BERT template rather than Encoding.sequence_ids, which
-    # loses the first sequence after post_process() (Tokenizer._encode's pair path).
-    return [None if special else type_id for special, type_id in zip(encoding.special_tokens_mask, encoding.type_ids)]
+    # None at specials and padding (the special-tokens mask marks both).
+    return [None if special else s for special, s in zip(encoding.special_tokens_mask, encoding.sequence_ids)]
+
+
+def _laid_out_sequence_ids(layout: Layout | None, first: int, second: int, length: int) -> list[int | None]:
+    """Sequence ids of a pair of `first` and `second` tokens (in `layout`, or bare), padded to `length`.
+    Encoding.sequence_ids cannot be used after post_process(): TemplateProcessing loses the first text's."""
+    if layout is None:
+        ids: list[int | None] = [0] * first + [1] * second
+    else:
+        ids = ([None] * len(layout.prefix) + [0] * first + [None] * len(layout.middle) + [1] * second
+               + [None] * len(layout.suffix))
+    return ids + [None] * (length - len(ids))
+
+
+class _Encoded(NamedTuple):
+    encodings: list[Encoding]
+    num_truncated: int  # inputs that lost tokens
+    sequence_ids: list[list[int | None]]  # per encoding: 0 / 1 for the texts' tokens, None elsewhere
 
 
 def _longest_first_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
@@ -405,19 +167,20 @@ class BatchEncoding:
     """Model inputs for a batch, plus optional alignment information.
 
     ``input_ids``, ``attention_mask`` and ``token_type_ids`` are ``(B, T)``
-    LongTensors (or lists of lists with ``return_tensors=None``).  ``offsets``
-    are ``(start, end)`` character offsets into the original text -- into the
-    pair text for tokens of the second sequence -- and ``(0, 0)`` for special
-    and padding tokens.  ``word_ids`` / ``sequence_ids`` are ``None`` there.
-    ``num_truncated`` counts the inputs that lost tokens to truncation.
+    LongTensors (or lists of lists with ``return_tensors=None``);
+    ``token_type_ids`` is None for tokenizers of models without token types
+    (RoBERTa, XLM-R, DistilBERT).  ``offsets`` are ``(start, end)`` character
+    offsets into the original text -- into the pair text for tokens of the
+    second sequence -- and ``(0, 0)`` for special and padding tokens.
+    ``word_ids`` / ``sequence_ids`` are ``None`` there.  ``num_truncated``
+    counts the inputs that lost tokens to truncation.
 
-    ``enc["input_ids"]`` works, and ``model(**enc)`` passes the three model
-    inputs.
+    ``enc["input_ids"]`` works, and ``model(**enc)`` passes the model inputs.
     """
 
     input_ids: torch.Tensor | list[list[int]]
     attention_mask: torch.Tensor | list[list[int]]
-    token_type_ids: torch.Tensor | list[list[int]]
+    token_type_ids: torch.Tensor | list[list[int]] | None
     offsets: list[list[tuple[int, int]]] | None = None
     word_ids: list[list[int | None]] | None = None
     sequence_ids: list[list[int | None]] | None = None
@@ -429,14 +192,21 @@ class BatchEncoding:
         return getattr(self, key)
 
     def keys(self) -> tuple[str, ...]:
-        """The model inputs, so that ``model(**enc)`` works."""
-        return _MODEL_INPUTS
+        """The model inputs, so that ``model(**enc)`` works (token_type_ids only when there are some)."""
+        return tuple(k for k in _MODEL_INPUTS if getattr(self, k) is not None)
+
+    def rows(self) -> list[dict[str, list[int]]]:
+        """Per input, its ``input_ids`` (and ``token_type_ids`` when there are some) as lists: the features
+        that ``batching.collate`` pads again (it rebuilds the attention mask)."""
+        columns = {k: getattr(self, k) for k in ("input_ids", "token_type_ids") if getattr(self, k) is not None}
+        columns = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in columns.items()}
+        return [{k: v[i] for k, v in columns.items()} for i in range(len(columns["input_ids"]))]
 
     def to(self, device: torch.device | str) -> BatchEncoding:
         """Copy with the tensors moved to ``device``."""
         if not hasattr(self.input_ids, "to"):
             raise TypeError("this BatchEncoding holds lists (return_tensors=None); there is nothing to move")
-        return dataclasses.replace(self, **{k: getattr(self, k).to(device) for k in _MODEL_INPUTS})
+        return dataclasses.replace(self, **{k: getattr(self, k).to(device) for k in self.keys()})
 
 
 Padding = Union[bool, Literal["longest", "max_length"]]
@@ -451,21 +221,31 @@ _TRUNCATION_STRATEGIES: dict[Any, str | None] = {
 }
 
 
-def _batch_encoding(encodings: list[Encoding], offsets: bool, word_ids: bool, num_truncated: int) -> BatchEncoding:
+def _batch_encoding(encoded: _Encoded, offsets: bool, word_ids: bool, token_types: bool) -> BatchEncoding:
     """The encodings as lists, with the alignment that was asked for."""
+    encodings = encoded.encodings
     return BatchEncoding(
         input_ids=[e.ids for e in encodings],
         attention_mask=[e.attention_mask for e in encodings],
-        token_type_ids=[e.type_ids for e in encodings],
+        token_type_ids=[e.type_ids for e in encodings] if token_types else None,
         offsets=[e.offsets for e in encodings] if offsets else None,
         word_ids=[e.word_ids for e in encodings] if word_ids else None,
-        sequence_ids=[_sequence_ids(e) for e in encodings] if offsets or word_ids else None,
-        num_truncated=num_truncated,
+        sequence_ids=encoded.sequence_ids if offsets or word_ids else None,
+        num_truncated=encoded.num_truncated,
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class WordPieceOptions:
+    """The reference BERT pipeline's settings (tokenizer_config.json's do_lower_case and friends)."""
+
+    lowercase: bool = True
+    strip_accents: bool | None = None
+    tokenize_chinese_chars: bool = True
+
+
 class Tokenizer:
-    """BERT WordPiece tokenizer with the ids of the original BERT tokenizer.
+    """A BERT-family tokenizer: WordPiece (with the ids of the original BERT tokenizer), byte-level BPE or Unigram.
 
     Build one with :meth:`from_pretrained`, :meth:`from_vocab` or :meth:`train`.
     """
@@ -474,30 +254,55 @@ class Tokenizer:
         self,
         backend: _Backend,
         *,
-        lowercase: bool,
-        strip_accents: bool | None,
-        tokenize_chinese_chars: bool,
+        wordpiece: WordPieceOptions | None = None,
+        token_type_ids: bool = True,
         model_max_length: int = DEFAULT_MODEL_MAX_LENGTH,
+        configs: tuple[Mapping[str, Any], ...] = (),
         source: object = "<in memory>",
     ) -> None:
-        vocab = backend.get_vocab(with_added_tokens=True)
-        _check_specials(vocab, source)
+        """``backend``: the pipeline, used as it is (its post-processor gives the layout). ``wordpiece``:
+        the settings of the reference BERT pipeline when ``backend`` is one. ``configs``:
+        tokenizer_config.json and special_tokens_map.json, which name the special tokens."""
         # Truncation and padding are configured per call (under the lock).
         backend.no_truncation()
         backend.no_padding()
         self._backend = backend
-        self._vocab = vocab
-        self._lowercase = lowercase
-        self._strip_accents = strip_accents
-        self._tokenize_chinese_chars = tokenize_chinese_chars
+        self._kind = type(backend.model).__name__.lower()
+        if self._kind == "wordpiece" and wordpiece is None:
+            wordpiece = WordPieceOptions(lowercase=self._normalizer_lowercases())
+        self._wordpiece = wordpiece if self._kind == "wordpiece" else None
+        self._single, self._pair = read_layouts(backend, "a", source)
+        vocab = backend.get_vocab(with_added_tokens=True)
+        self._specials = resolve_specials(vocab, tuple(configs), self._named_by_pipeline(), source)
+        # Specials are matched whole in the raw text (transformers adds them as special tokens too).
+        added = {t.content for t in backend.get_added_tokens_decoder().values() if t.special}
+        missing = [t for t in dict.fromkeys(self._specials.as_dict().values()) if t not in added]
+        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+        self._vocab = backend.get_vocab(with_added_tokens=True)
+        # Any extra special tokens the vocabulary was trained with ([URL], <e1>, ...).
+        roles = set(self._specials.as_dict().values())
+        self._extra_specials = tuple(t.content for i, t in sorted(backend.get_added_tokens_decoder().items())
+                                     if t.special and t.content not in roles)
+        self._special_ids = frozenset(self._vocab[t] for t in (*self._specials.as_dict().values(), *self._extra_specials))
+        self._token_types = bool(token_type_ids)
         self._model_max_length = int(model_max_length)
-        # BERT's five plus any extra special tokens the vocabulary was trained with ([URL], <e1>, ...).
-        added = backend.get_added_tokens_decoder()
-        self._extra_specials = tuple(t.content for i, t in sorted(added.items())
-                                     if t.special and t.content not in SPECIAL_TOKENS)
-        self._special_ids = frozenset(vocab[t] for t in (*SPECIAL_TOKENS, *self._extra_specials))
+        self._config = {k: v for k, v in (configs[0] if configs else {}).items() if k not in _TRANSIENT_CONFIG_KEYS}
+        self._source = source
         # The backend's truncation/padding settings are shared state.
         self._lock = threading.Lock()
+
+    def _named_by_pipeline(self) -> dict[str, str | None]:
+        """Special tokens the pipeline itself names: cls / sep at the ends of its single layout, its model's unk."""
+        named: dict[str, str | None] = {"unk": getattr(self._backend.model, "unk_token", None)}
+        if self._single.prefix:
+            named["cls"] = self._backend.id_to_token(self._single.prefix[0][0])
+        if self._single.suffix:
+            named["sep"] = self._backend.id_to_token(self._single.suffix[-1][0])
+        return named
+
+    def _normalizer_lowercases(self) -> bool:
+        return any(c.get("type") == "Lowercase" or (c.get("type") == "BertNormalizer" and c.get("lowercase"))
+                   for c in _components(_state(self._backend.normalizer)))
 
     # ---- construction -------------------------------------------------------
 
@@ -511,154 +316,158 @@ class Tokenizer:
         tokenize_chinese_chars: bool = True,
         max_input_chars_per_word: int = 100,
         model_max_length: int = DEFAULT_MODEL_MAX_LENGTH,
+        token_type_ids: bool = True,
     ) -> Tokenizer:
         """Tokenizer for a BERT ``vocab.txt`` (one token per line, id = line number)."""
         path = Path(vocab_file)
         if not path.is_file():
             raise FileNotFoundError(f"vocabulary file not found: {path}")
-        vocab = _load_vocab(path)
-        _check_specials(vocab, path)
-        backend = _Backend(
-            WordPiece(
-                vocab,
-                unk_token=UNK,
-                max_input_chars_per_word=max_input_chars_per_word,
-                continuing_subword_prefix=CONTINUATION_PREFIX,
-            )
-        )
-        _install_pipeline(
-            backend,
-            lowercase=lowercase,
-            strip_accents=strip_accents,
-            tokenize_chinese_chars=tokenize_chinese_chars,
-            vocab=vocab,
-        )
-        return cls(
-            backend,
-            lowercase=lowercase,
-            strip_accents=strip_accents,
-            tokenize_chinese_chars=tokenize_chinese_chars,
-            model_max_length=model_max_length,
-            source=path,
-        )
+        vocab = wordpiece.load_vocab(path)
+        wordpiece.check_bert_specials(vocab, path)
+        options = WordPieceOptions(lowercase, strip_accents, tokenize_chinese_chars)
+        backend = wordpiece.wordpiece_backend(vocab, **dataclasses.asdict(options),
+                                              max_input_chars_per_word=max_input_chars_per_word)
+        return cls(backend, wordpiece=options, token_type_ids=token_type_ids, model_max_length=model_max_length,
+                   source=path)
 
     @classmethod
-    def from_pretrained(cls, directory: PathLike) -> Tokenizer:
+    def from_pretrained(cls, directory: PathLike, *, token_type_ids: bool | None = None) -> Tokenizer:
         """Load from a Hugging Face style directory; never touches the network.
 
-        Uses ``tokenizer.json`` when present, else ``vocab.txt``;
-        ``tokenizer_config.json`` (optional) supplies ``do_lower_case``,
-        ``strip_accents``, ``tokenize_chinese_chars`` and ``model_max_length``.
-        A stock BERT ``tokenizer.json`` (BertNormalizer + BertPreTokenizer, as
-        written by ``transformers``) keeps its vocabulary but gets the exact
-        reference pipeline, so both files give the same ids.
+        Reads, in this order of preference, ``tokenizer.json`` (any model kind, its pipeline as written),
+        ``vocab.json`` + ``merges.txt`` (a RoBERTa tokenizer, see :mod:`bertkit.tokenization.bpe`) or
+        ``vocab.txt`` (BERT). ``tokenizer_config.json`` and ``special_tokens_map.json`` (optional) name
+        the special tokens and give ``model_max_length``; for WordPiece ``do_lower_case``,
+        ``strip_accents`` and ``tokenize_chinese_chars``, for byte-level BPE ``add_prefix_space`` and
+        ``trim_offsets``. A stock BERT ``tokenizer.json`` (BertNormalizer + BertPreTokenizer, as written
+        by ``transformers``) keeps its vocabulary and layout but gets the exact reference pipeline.
+
+        ``token_type_ids``: whether encodings carry token types; None decides as transformers does
+        (tokenizer_config.json's ``model_input_names``, else its ``tokenizer_class``, else config.json's
+        ``model_type``; without any, yes). Model-loading code passes what the model family takes.
+
+        Where transformers 5's ``AutoTokenizer`` differs on the same directory (tested):
+        WordPiece pairs are cut as Google's BERT cuts them (an odd leftover token stays with the first
+        text; transformers gives it to the longer one) and text goes through the exact reference
+        pipeline, not the stock BertNormalizer; a RoBERTa directory of only vocab.json + merges.txt gets
+        ``<mask>`` with lstrip (transformers 5 drops it there, but keeps it from a tokenizer.json);
+        ALBERT tokenizers return token types (transformers 5 lists none for them, although the model
+        takes them); a class that transformers rebuilds from the vocabulary with its own pipeline
+        (XLM-R, ALBERT) runs here as its tokenizer.json is written.
         """
         path = Path(directory)
         if not path.is_dir():
             raise FileNotFoundError(f"tokenizer directory not found: {path}")
-        config: dict[str, Any] = {}
-        config_file = path / "tokenizer_config.json"
-        if config_file.is_file():
-            config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = _read_json(path / "tokenizer_config.json")
+        configs = (config, _read_json(path / "special_tokens_map.json"))
         max_length = config.get("model_max_length")
         if not isinstance(max_length, int) or max_length > _UNSET_MAX_LENGTH_THRESHOLD:
             max_length = DEFAULT_MODEL_MAX_LENGTH
+        if token_type_ids is None:
+            token_type_ids = has_token_types(config, _read_json(path / "config.json"), default=True)
+        settings = dict(token_type_ids=token_type_ids, model_max_length=max_length, configs=configs)
 
         if (path / "tokenizer.json").is_file():
-            return cls._from_tokenizer_json(path / "tokenizer.json", config, max_length)
-        if (path / "vocab.txt").is_file():
-            return cls.from_vocab(
-                path / "vocab.txt",
-                lowercase=config.get("do_lower_case", True),
-                strip_accents=config.get("strip_accents"),
-                tokenize_chinese_chars=config.get("tokenize_chinese_chars", True),
-                model_max_length=max_length,
-            )
-        raise FileNotFoundError(f"neither tokenizer.json nor vocab.txt found in {path}")
+            return cls._from_tokenizer_json(path / "tokenizer.json", config, settings)
+        if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+            return cls._from_bpe_files(path, configs, settings)
+        if (path / "vocab.txt").is_file():  # BERT's own files: its five specials by their names
+            return cls.from_vocab(path / "vocab.txt", **dataclasses.asdict(_wordpiece_options(config, {})),
+                                  model_max_length=max_length, token_type_ids=token_type_ids)
+        for name in _SENTENCEPIECE_FILES:
+            if (path / name).is_file():
+                raise ValueError(f"{path / name}: SentencePiece model files are not read yet; save the tokenizer with "
+                                 f"transformers once (AutoTokenizer.from_pretrained(dir).save_pretrained(dir)) to "
+                                 f"write tokenizer.json")
+        raise FileNotFoundError(f"neither tokenizer.json, vocab.json + merges.txt nor vocab.txt found in {path}")
 
     @classmethod
-    def _from_tokenizer_json(cls, file: Path, config: dict[str, Any], max_length: int) -> Tokenizer:
-        backend = _Backend.from_file(str(file))
+    def _from_tokenizer_json(cls, file: Path, config: dict[str, Any], settings: dict[str, Any]) -> Tokenizer:
         spec = json.loads(file.read_text(encoding="utf-8"))
-        if (spec.get("model") or {}).get("type") != "WordPiece":
-            raise ValueError(f"{file} does not hold a WordPiece model")
-        normalizer = spec.get("normalizer") or {}
-        pre_tokenizer = spec.get("pre_tokenizer") or {}
-        steps = {step.get("type") for step in normalizer.get("normalizers", [normalizer])}
-        stock = normalizer.get("type") == "BertNormalizer" and pre_tokenizer.get("type") == "BertPreTokenizer"
         # tokenizer_config.json wins over the file, as in transformers.
-        lowercase = config.get("do_lower_case", normalizer.get("lowercase") if stock else "Lowercase" in steps)
-        strip_accents = config.get("strip_accents", normalizer.get("strip_accents") if stock else None)
-        chinese = config.get("tokenize_chinese_chars", normalizer.get("handle_chinese_chars", True))
-        vocab = backend.get_vocab(with_added_tokens=True)
-        _check_specials(vocab, file)
-        if stock:
-            # The stock pipeline only approximates the original tokenizer (see
-            # the module docstring); swap in the exact one, keep the model.
-            _install_pipeline(
-                backend, lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=chinese, vocab=vocab
-            )
-        else:
-            _install_specials(backend, vocab)
-        return cls(
-            backend,
-            lowercase=lowercase,
-            strip_accents=strip_accents,
-            tokenize_chinese_chars=chinese,
-            model_max_length=max_length,
-            source=file,
+        changed = False
+        for component in _components(spec.get("pre_tokenizer")) + _components(spec.get("post_processor")):
+            if component.get("type") in ("ByteLevel", "RobertaProcessing"):
+                for key in ("add_prefix_space", "trim_offsets"):
+                    if isinstance(config.get(key), bool) and component.get(key, config[key]) != config[key]:
+                        component[key], changed = config[key], True
+        backend = _Backend.from_str(json.dumps(spec)) if changed else _Backend.from_file(str(file))
+        options = None
+        if isinstance(backend.model, wordpiece.WordPiece):
+            options = _wordpiece_options(config, spec)
+            if wordpiece.is_stock_bert(spec):
+                # The stock pipeline only approximates the original tokenizer (see
+                # bertkit.tokenization.wordpiece); swap in the exact one, keep the model.
+                wordpiece.install_reference_pipeline(backend, **dataclasses.asdict(options))
+            if backend.post_processor is None:
+                wordpiece.install_bert_specials(backend, backend.get_vocab(with_added_tokens=True))
+        return cls(backend, wordpiece=options, source=file, **settings)
+
+    @classmethod
+    def _from_bpe_files(cls, path: Path, configs: tuple[dict[str, Any], ...], settings: dict[str, Any]) -> Tokenizer:
+        vocab_file = path / "vocab.json"
+        vocab = bpe.read_vocab_json(vocab_file)
+        names = resolve_specials(vocab, configs, {}, vocab_file)
+        config = configs[0]
+        mask_setting = next((c["mask_token"] for c in configs if isinstance(c.get("mask_token"), dict)), {})
+        extra = [token_name(t) for t in config.get("additional_special_tokens") or []]
+        backend = bpe.byte_level_backend(
+            vocab, bpe.read_merges(path / "merges.txt"), cls=names.cls, sep=names.sep,
+            specials=[names.cls, names.pad, names.sep, names.unk, names.mask, *(t for t in extra if t)],
+            mask=names.mask if mask_setting.get("lstrip", True) else None,
+            add_prefix_space=bool(config.get("add_prefix_space", False)),
+            trim_offsets=bool(config.get("trim_offsets", True)),
         )
+        return cls(backend, source=vocab_file, **settings)
 
     @classmethod
     def train(
         cls,
         files: Sequence[PathLike],
         *,
+        kind: str = "wordpiece",
         vocab_size: int = 30522,
-        lowercase: bool = True,
+        lowercase: bool | None = None,
         strip_accents: bool | None = None,
         min_frequency: int = 2,
         limit_alphabet: int = 1000,
-        special_tokens: Sequence[str] = SPECIAL_TOKENS,
+        special_tokens: Sequence[str] = (),
         show_progress: bool = True,
     ) -> Tokenizer:
-        """Train a WordPiece vocabulary on plain UTF-8 text files.
+        """Train a vocabulary on plain UTF-8 text files.
 
-        The special tokens get ids ``0..len(special_tokens)-1`` in order. Those beyond BERT's five
-        (e.g. ``[URL]``) are, like them, matched whole in the raw text and never split or masked.
+        ``kind="wordpiece"``: BERT's (lowercased unless ``lowercase=False``; ``limit_alphabet`` initial
+        characters). ``kind="bpe"``: RoBERTa's byte-level BPE, always cased, no token types.
+        The kind's five special tokens ([PAD] [UNK] [CLS] [SEP] [MASK], or <s> <pad> </s> <unk> <mask>)
+        come first with ids 0..4, then ``special_tokens`` (e.g. ``[URL]``), which are, like them, matched
+        whole in the raw text and never split or masked.
         """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if isinstance(files, (str, os.PathLike)):
             files = [files]
-        special_tokens = list(dict.fromkeys([*SPECIAL_TOKENS, *special_tokens]))  # BERT's five always, first
-        for token in special_tokens:
+        base = wordpiece.SPECIAL_TOKENS if kind == "wordpiece" else bpe.SPECIAL_TOKENS
+        specials = list(dict.fromkeys([*base, *special_tokens]))  # the kind's five always, first
+        for token in specials:
             if not token.strip() or token != token.strip():
                 raise ValueError(f"special token {token!r} is empty or has surrounding spaces")
         paths = [Path(f) for f in files]
         for p in paths:
             if not p.is_file():
                 raise FileNotFoundError(f"training file not found: {p}")
-        backend = _Backend(WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
-        # Train on exactly the text the finished tokenizer will see.
-        backend.normalizer = _reference_normalizer(lowercase, strip_accents)
-        backend.pre_tokenizer = _reference_pre_tokenizer(True)
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            limit_alphabet=limit_alphabet,
-            special_tokens=special_tokens,
-            continuing_subword_prefix=CONTINUATION_PREFIX,
-            show_progress=show_progress,
-        )
-        backend.train([str(p) for p in paths], trainer)
-        vocab = backend.get_vocab(with_added_tokens=True)
-        _check_specials(vocab, "trained from " + ", ".join(map(str, paths)))
-        # A fresh model from the final vocabulary, set up exactly like from_vocab's.
-        trained = _Backend(WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX))
-        _install_pipeline(
-            trained, lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=True, vocab=vocab
-        )
-        trained.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens[len(SPECIAL_TOKENS):]])
-        return cls(trained, lowercase=lowercase, strip_accents=strip_accents, tokenize_chinese_chars=True)
+        if kind == "bpe":
+            if lowercase or strip_accents is not None:
+                raise ValueError("a byte-level BPE vocabulary is cased, as RoBERTa's: lowercase and strip_accents "
+                                 "apply to WordPiece only")
+            backend = bpe.train_byte_level(paths, vocab_size=vocab_size, min_frequency=min_frequency,
+                                           special_tokens=specials, show_progress=show_progress)
+            return cls(backend, token_type_ids=False)
+        options = WordPieceOptions(lowercase=lowercase if lowercase is not None else True, strip_accents=strip_accents)
+        backend = wordpiece.train_wordpiece(paths, vocab_size=vocab_size, lowercase=options.lowercase,
+                                            strip_accents=strip_accents, min_frequency=min_frequency,
+                                            limit_alphabet=limit_alphabet, special_tokens=specials,
+                                            show_progress=show_progress)
+        return cls(backend, wordpiece=options)
 
     # ---- encoding -----------------------------------------------------------
 
@@ -671,46 +480,66 @@ class Tokenizer:
         max_length: int | None,
         pad_to: int | None | Literal[False],
         is_pretokenized: bool = False,
-    ) -> tuple[list[Encoding], int]:
-        """Encode a batch with the Rust batch encoder; returns (encodings, how many were cut).
-        With `is_pretokenized` each input is a list of words."""
+    ) -> _Encoded:
+        """Encode a batch with the Rust batch encoder. With `is_pretokenized` each input is a list of words."""
+        backend = self._words_backend if is_pretokenized else self._backend
         is_pair = bool(inputs) and isinstance(inputs[0], tuple)
-        specials = self._backend.num_special_tokens_to_add(is_pair) if add_special_tokens else 0
+        specials = self.num_special_tokens(is_pair) if add_special_tokens else 0
         if truncation is not None:
             if max_length is None or max_length <= specials:
                 raise ValueError(f"max_length={max_length!r} leaves no room next to the {specials} special tokens")
+        padding = dict(direction="right", pad_id=self.pad_token_id, pad_type_id=0, pad_token=self.pad_token)
         with self._lock:
-            self._backend.no_truncation()
-            self._backend.no_padding()
-            if is_pair and truncation == "longest_first":
+            backend.no_truncation()
+            backend.no_padding()
+            if is_pair and truncation == "longest_first" and self._wordpiece is not None:
                 # tokenizers gives an odd leftover token to the longer input,
                 # the reference always to the first one: cut in Python.
-                firsts = self._backend.encode_batch([a for a, _ in inputs], add_special_tokens=False)
-                seconds = self._backend.encode_batch([b for _, b in inputs], add_special_tokens=False)
-                encodings, num_truncated = [], 0
+                firsts = backend.encode_batch([a for a, _ in inputs], add_special_tokens=False)
+                seconds = backend.encode_batch([b for _, b in inputs], add_special_tokens=False)
+                encodings, lengths, num_truncated = [], [], 0
                 for first, second in zip(firsts, seconds):
                     n1, n2 = _longest_first_lengths(len(first), len(second), max_length - specials)
                     num_truncated += (n1, n2) != (len(first), len(second))
                     first.truncate(n1)
                     second.truncate(n2)
-                    encodings.append(self._backend.post_process(first, second, add_special_tokens=add_special_tokens))
+                    encodings.append(backend.post_process(first, second, add_special_tokens=add_special_tokens))
+                    lengths.append((n1, n2))
                 if pad_to is not False:
                     length = pad_to if pad_to is not None else max(len(e) for e in encodings)
                     for e in encodings:
-                        e.pad(length, direction="right", pad_id=self.pad_token_id, pad_type_id=0, pad_token=PAD)
-                return encodings, num_truncated
+                        e.pad(length, **padding)
+                layout = self._pair if add_special_tokens else None
+                return _Encoded(encodings, num_truncated, [_laid_out_sequence_ids(layout, n1, n2, len(e))
+                                                           for (n1, n2), e in zip(lengths, encodings)])
             if truncation is not None:
-                self._backend.enable_truncation(max_length, strategy=truncation)
+                backend.enable_truncation(max_length, strategy=truncation)
             if pad_to is not False:
-                self._backend.enable_padding(
-                    direction="right", pad_id=self.pad_token_id, pad_type_id=0, pad_token=PAD, length=pad_to
-                )
+                backend.enable_padding(length=pad_to, **padding)
             try:
-                encodings = self._backend.encode_batch(inputs, add_special_tokens=add_special_tokens,
-                                                       is_pretokenized=is_pretokenized)
+                encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens,
+                                                 is_pretokenized=is_pretokenized)
             except Exception as exc:  # tokenizers raises a bare Exception
                 raise ValueError(f"cannot truncate with {truncation!r} to max_length={max_length}: {exc}") from exc
-            return encodings, sum(1 for e in encodings if e.overflowing)
+            finally:
+                backend.no_truncation()
+                backend.no_padding()
+            return _Encoded(encodings, sum(1 for e in encodings if e.overflowing), [_sequence_ids(e) for e in encodings])
+
+    @functools.cached_property
+    def _words_backend(self) -> _Backend:
+        """The pipeline for text already split into words: byte-level BPE marks every word's start with
+        its space then (transformers' add_prefix_space=True, which RoBERTa needs for pre-split words);
+        every other kind reads words as they are."""
+        spec = json.loads(self._backend.to_str())
+        components = _components(spec.get("pre_tokenizer")) + _components(spec.get("post_processor"))
+        changed = [c for c in components if c.get("type") in ("ByteLevel", "RobertaProcessing")
+                   and c.get("add_prefix_space") is False]
+        if not changed:
+            return self._backend
+        for component in changed:
+            component["add_prefix_space"] = True
+        return _Backend.from_str(json.dumps(spec))
 
     def encode(
         self,
@@ -720,22 +549,23 @@ class Tokenizer:
         add_special_tokens: bool = True,
         max_length: int | None = None,
     ) -> list[int]:
-        """Ids of ``[CLS] text [SEP]`` (or ``[CLS] text [SEP] pair [SEP]``).
+        """Ids of ``text`` (or of ``text`` and ``pair``) in the tokenizer's layout, e.g.
+        ``[CLS] text [SEP]`` or ``<s> text </s></s> pair </s>``.
 
         With ``max_length`` the longer sequence is cut first ("longest_first").
         """
         _check_text(text, "text")
         inputs: list[Any] = [text] if pair is None else [(text, _check_text(pair, "pair"))]
         truncation = None if max_length is None else "longest_first"
-        (encoding,), _ = self._encode(
+        (encoding,), _, _ = self._encode(
             inputs, add_special_tokens=add_special_tokens, truncation=truncation, max_length=max_length, pad_to=False
         )
         return encoding.ids
 
     def tokenize(self, text: str) -> list[str]:
-        """The wordpieces of ``text``, without special tokens added."""
+        """The pieces of ``text``, without special tokens added."""
         _check_text(text, "text")
-        (encoding,), _ = self._encode([text], add_special_tokens=False, truncation=None, max_length=None, pad_to=False)
+        (encoding,), _, _ = self._encode([text], add_special_tokens=False, truncation=None, max_length=None, pad_to=False)
         return encoding.tokens
 
     def __call__(
@@ -749,11 +579,14 @@ class Tokenizer:
         return_tensors: Literal["pt"] | None = "pt",
         return_offsets: bool = False,
         return_word_ids: bool = False,
+        add_special_tokens: bool = True,
     ) -> BatchEncoding:
         """Encode a batch (a single str is a batch of one) for the model.
 
         ``max_length`` defaults to :attr:`model_max_length`; it bounds
         truncation and is the target length of ``padding="max_length"``.
+        ``add_special_tokens=False`` gives the texts' own tokens alone, for
+        callers that lay out inputs themselves (:meth:`build_inputs`).
         """
         batch = _as_batch(texts, "texts")
         if not batch:
@@ -784,10 +617,11 @@ class Tokenizer:
         if return_tensors not in ("pt", None):
             raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
 
-        encodings, num_truncated = self._encode(
-            inputs, add_special_tokens=True, truncation=strategy, max_length=max_length, pad_to=pad_to
+        encoded = _batch_encoding(
+            self._encode(inputs, add_special_tokens=add_special_tokens, truncation=strategy, max_length=max_length,
+                         pad_to=pad_to),
+            return_offsets, return_word_ids, self._token_types,
         )
-        encoded = _batch_encoding(encodings, return_offsets, return_word_ids, num_truncated)
         if return_tensors == "pt":
             lengths = {len(row) for row in encoded.input_ids}
             if len(lengths) > 1:
@@ -798,18 +632,19 @@ class Tokenizer:
             import torch
 
             encoded = dataclasses.replace(encoded, **{k: torch.tensor(encoded[k], dtype=torch.long)
-                                                      for k in _MODEL_INPUTS})
+                                                      for k in encoded.keys()})
         return encoded
 
-    def encode_words(self, batch: Sequence[Sequence[str]]) -> BatchEncoding:
-        """Encode sentences already split into words (CoNLL tokens) as ``[CLS] pieces [SEP]`` lists.
+    def encode_words(self, batch: Sequence[Sequence[str]], *, add_special_tokens: bool = True) -> BatchEncoding:
+        """Encode sentences already split into words (CoNLL tokens), as lists in the tokenizer's layout.
 
         Each word goes through the same normalizer and pre-tokenizer as running text (so "U.S."
-        still gives u . s .); ``word_ids`` name the word each piece came from and ``offsets`` are
-        character spans inside that word. A word that normalises to nothing (only control or
-        zero-width characters) gets no piece. No truncation and no padding: the caller decides
-        what to do with long sentences. The ids are those of transformers' BERT tokenizer with
-        ``is_split_into_words=True``.
+        still gives u . s . in BERT); ``word_ids`` name the word each piece came from and ``offsets``
+        are character spans inside that word. A word that normalises to nothing (only control or
+        zero-width characters) gets no piece. Byte-level BPE reads every word as if a space came
+        before it ("Ġword"), as RoBERTa saw words inside running text. No truncation and no padding:
+        the caller decides what to do with long sentences. The ids are those of transformers'
+        tokenizer with ``is_split_into_words=True`` (and ``add_prefix_space=True`` for byte-level BPE).
         """
         if isinstance(batch, str) or not isinstance(batch, Sequence):
             raise TypeError(f"batch must be a sequence of word lists, got {type(batch).__name__}")
@@ -818,28 +653,97 @@ class Tokenizer:
             if isinstance(words, str):  # a sentence given as one string: ambiguous, refuse it
                 raise TypeError(f"batch[{i}] must be a sequence of words, got a str")
             sentences.append(_as_batch(words, f"batch[{i}]"))
-        encodings, _ = self._encode(sentences, add_special_tokens=True, truncation=None, max_length=None,
-                                    pad_to=False, is_pretokenized=True)
-        return _batch_encoding(encodings, offsets=True, word_ids=True, num_truncated=0)
+        encoded = self._encode(sentences, add_special_tokens=add_special_tokens, truncation=None, max_length=None,
+                               pad_to=False, is_pretokenized=True)
+        return _batch_encoding(encoded, offsets=True, word_ids=True, token_types=self._token_types)
+
+    # ---- layout -------------------------------------------------------------
+
+    def layout(self, pair: bool = False) -> Layout:
+        """Where the special tokens go around one text (or a pair), as the tokenizer's own encodings have them."""
+        return self._pair if pair else self._single
+
+    def num_special_tokens(self, pair: bool = False) -> int:
+        """How many special tokens an encoded text (or pair) holds besides its own tokens."""
+        return self.layout(pair).num_special_tokens
+
+    def build_inputs(self, first: Sequence[int], second: Sequence[int] | None = None) -> dict[str, list[int]]:
+        """Model inputs of one text's (or a pair's) own token ids, laid out as :meth:`__call__` lays them out:
+        ``input_ids`` and, when the tokenizer has token types, ``token_type_ids``. For callers that cut their
+        own windows (QA contexts, long texts, pretraining segments)."""
+        ids, types = self.layout(second is not None).build(list(first), None if second is None else list(second))
+        return {"input_ids": ids, "token_type_ids": types} if self._token_types else {"input_ids": ids}
+
+    # ---- word structure -----------------------------------------------------
+
+    @functools.cached_property
+    def continues_word(self) -> tuple[bool, ...]:
+        """Per vocabulary id: does this token continue the word of the token before it?
+
+        WordPiece: pieces that start with "##". Byte-level BPE and SentencePiece mark a word's start
+        instead ("Ġ" for the space before it, "▁"): every other piece continues a word, punctuation
+        after a word included, as fairseq's whole-word masking counts them. Special and added tokens
+        never continue a word. Used by whole-word masking; a tokenizer whose pieces carry no such mark
+        raises ValueError.
+        """
+        prefix, starts = self._word_mark()
+        added = set(self._backend.get_added_tokens_decoder())
+        marks = [False] * self.vocab_size
+        for token, index in self._vocab.items():
+            if index < len(marks) and index not in added:
+                marks[index] = token.startswith(prefix) != starts
+        return tuple(marks)
+
+    def _word_mark(self) -> tuple[str, bool]:
+        """(mark, whether it marks a word's start rather than its continuation)."""
+        model = self._backend.model
+        prefix = getattr(model, "continuing_subword_prefix", None)
+        if prefix:
+            return prefix, False
+        for component in _components(_state(self._backend.pre_tokenizer)):
+            if component.get("type") == "ByteLevel":
+                return bpe.WORD_START, True
+            if component.get("type") == "Metaspace":
+                return component.get("replacement", "\u2581"), True
+        raise ValueError(f"{self._source}: cannot tell which {self._kind} pieces continue a word (no continuation "
+                         "prefix, no ByteLevel or Metaspace pre-tokenizer)")
+
+    @property
+    def leading_space_matters(self) -> bool:
+        """Whether a text's first word is tokenised differently from the same word after a space (byte-level
+        BPE without add_prefix_space: "Ġword" inside a text, "word" at its start). Code that tokenises pieces
+        of running text on their own (sentences of a document) gives the later pieces their space back."""
+        for component in _components(_state(self._backend.pre_tokenizer)):
+            if component.get("type") == "ByteLevel":
+                return not component.get("add_prefix_space")
+            if component.get("type") == "Metaspace":  # "first" and "always" give the first word its mark anyway
+                return component.get("prepend_scheme") == "never"
+        return False
 
     # ---- decoding and vocabulary -------------------------------------------
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        """Text for ``ids`` as BERT's tokenizer writes it: "##" pieces glued on, clean-up spacing."""
+        """Text for ``ids``: WordPiece as BERT's tokenizer writes it ("##" pieces glued on, clean-up
+        spacing); other kinds through their decoder, as transformers does."""
         if hasattr(ids, "tolist"):  # tensors and arrays
             ids = ids.tolist()
+        ids = [int(i) for i in ids]
+        if self._wordpiece is None:
+            text = self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
+            # transformers skips its clean-up for BPE, which it would corrupt.
+            if self._config.get("clean_up_tokenization_spaces") and self._kind != "bpe":
+                text = _clean_up(text)
+            return text
         special = self._special_ids if skip_special_tokens else frozenset()
-        tokens = [self._id_to_token(int(i)) for i in ids if int(i) not in special]
+        tokens = [self._id_to_token(i) for i in ids if i not in special]
         # The reference's convert_tokens_to_string + clean_up_tokenization.  The
         # Rust WordPiece decoder cleans up token by token, so it misses
         # patterns that span tokens ("can ' t" -> "can't").
-        text = " ".join(tokens).replace(" " + CONTINUATION_PREFIX, "").strip()
-        for before, after in _CLEAN_UP:
-            text = text.replace(before, after)
-        return text
+        prefix = self._backend.model.continuing_subword_prefix
+        return _clean_up(" ".join(tokens).replace(" " + prefix, "").strip())
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
-        """Vocabulary ids; unknown tokens map to ``[UNK]``'s id."""
+        """Vocabulary ids; unknown tokens map to the unk token's id."""
         if isinstance(tokens, str):
             return self._vocab.get(tokens, self.unk_token_id)
         return [self._vocab.get(t, self.unk_token_id) for t in tokens]
@@ -859,6 +763,11 @@ class Tokenizer:
         return token
 
     @property
+    def kind(self) -> str:
+        """The model inside the pipeline: "wordpiece", "bpe", "unigram" (or "wordlevel")."""
+        return self._kind
+
+    @property
     def vocab(self) -> dict[str, int]:
         """Token -> id (a copy)."""
         return dict(self._vocab)
@@ -868,29 +777,67 @@ class Tokenizer:
         return len(self._vocab)
 
     @property
+    def special_tokens(self) -> SpecialTokens:
+        """The special tokens by role (cls, sep, pad, mask, unk)."""
+        return self._specials
+
+    @property
+    def cls_token(self) -> str:
+        """The token that starts an input: [CLS] for BERT, <s> for RoBERTa."""
+        return self._specials.cls
+
+    @property
+    def sep_token(self) -> str:
+        """The token that ends a text: [SEP] for BERT, </s> for RoBERTa."""
+        return self._specials.sep
+
+    @property
+    def pad_token(self) -> str:
+        return self._specials.pad
+
+    @property
+    def mask_token(self) -> str:
+        """What a masked-language model predicts: [MASK] for BERT, <mask> for RoBERTa."""
+        return self._specials.mask
+
+    @property
+    def unk_token(self) -> str:
+        return self._specials.unk
+
+    @property
     def pad_token_id(self) -> int:
-        return self._vocab[PAD]
+        return self._vocab[self._specials.pad]
 
     @property
     def unk_token_id(self) -> int:
-        return self._vocab[UNK]
+        return self._vocab[self._specials.unk]
 
     @property
     def cls_token_id(self) -> int:
-        return self._vocab[CLS]
+        return self._vocab[self._specials.cls]
 
     @property
     def sep_token_id(self) -> int:
-        return self._vocab[SEP]
+        return self._vocab[self._specials.sep]
 
     @property
     def mask_token_id(self) -> int:
-        return self._vocab[MASK]
+        return self._vocab[self._specials.mask]
 
     @property
     def all_special_ids(self) -> frozenset[int]:
-        """Ids of [PAD], [UNK], [CLS], [SEP], [MASK] and any extra special tokens."""
+        """Ids of the five role tokens (cls, sep, pad, mask, unk) and any extra special tokens."""
         return self._special_ids
+
+    @property
+    def has_token_types(self) -> bool:
+        """Whether encodings carry token_type_ids (BERT, ELECTRA, ALBERT; not RoBERTa, XLM-R, DistilBERT)."""
+        return self._token_types
+
+    @property
+    def model_input_names(self) -> tuple[str, ...]:
+        """The model inputs an encoding holds, in transformers' order."""
+        return ("input_ids", "token_type_ids", "attention_mask") if self._token_types else ("input_ids", "attention_mask")
 
     @property
     def model_max_length(self) -> int:
@@ -898,52 +845,73 @@ class Tokenizer:
 
     @property
     def lowercase(self) -> bool:
-        return self._lowercase
+        return self._wordpiece.lowercase if self._wordpiece is not None else self._normalizer_lowercases()
 
     # ---- saving -------------------------------------------------------------
 
     def save_pretrained(self, directory: PathLike) -> None:
-        """Write vocab.txt, tokenizer.json, tokenizer_config.json and special_tokens_map.json.
+        """Write tokenizer.json, tokenizer_config.json, special_tokens_map.json and the kind's vocabulary
+        files (vocab.txt for WordPiece, vocab.json + merges.txt for BPE).
 
         ``directory`` must exist (callers create it, e.g. atomically).  The
         result loads with :meth:`from_pretrained`, with plain ``tokenizers``
         and with ``transformers``' ``AutoTokenizer``, all with the same ids.
-        The tokenizer class is ``PreTrainedTokenizerFast`` on purpose:
+        A WordPiece tokenizer's class is ``PreTrainedTokenizerFast`` on purpose:
         transformers 5's ``BertTokenizer`` would ignore our tokenizer.json and
         rebuild the stock BertNormalizer pipeline, which differs from BERT's
-        reference on final sigma, NFC in cased mode and newer Unicode.
+        reference on final sigma, NFC in cased mode and newer Unicode. Other
+        kinds keep the class they were loaded with (RoBERTa's for a trained BPE).
         """
         path = Path(directory)
         if not path.is_dir():
             raise FileNotFoundError(f"directory not found: {path}")
-        by_id = sorted(self._vocab.items(), key=lambda item: item[1])
-        if [i for _, i in by_id] != list(range(len(by_id))):
-            raise ValueError("vocabulary ids are not 0..N-1 without gaps; vocab.txt cannot represent them")
-        with open(path / "vocab.txt", "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(token + "\n" for token, _ in by_id)
+        if self._wordpiece is not None:
+            self._save_vocab_txt(path)
+        elif self._kind == "bpe":
+            self._backend.model.save(str(path))  # vocab.json + merges.txt, which older loaders read
         with self._lock:
             # Per-call settings must not leak into the file.
             self._backend.no_truncation()
             self._backend.no_padding()
             self._backend.save(str(path / "tokenizer.json"))
-        specials: dict[str, Any] = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS,
-                                    "mask_token": MASK}
+        specials: dict[str, Any] = {f"{role}_token": getattr(self._specials, role) for role in ROLES}
+        specials = {k: specials[k] for k in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")}
+        if self._wordpiece is None:  # RoBERTa-style files also name <s> and </s> as bos and eos
+            specials = {"bos_token": self.cls_token, "eos_token": self.sep_token, **specials}
         if self._extra_specials:
             specials["additional_special_tokens"] = list(self._extra_specials)
-        config = {
-            "tokenizer_class": "PreTrainedTokenizerFast",  # loads tokenizer.json as written (see docstring)
-            "do_lower_case": self._lowercase,
-            "strip_accents": self._strip_accents,
-            "tokenize_chinese_chars": self._tokenize_chinese_chars,
-            "do_basic_tokenize": True,
-            "never_split": None,
-            "model_max_length": self._model_max_length,
-            "clean_up_tokenization_spaces": True,
-            "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],  # BERT takes segment ids
-            **specials,
-        }
+        config = {**self._config_for_saving(), **specials}
         for name, content in (("tokenizer_config.json", config), ("special_tokens_map.json", specials)):
             (path / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def _save_vocab_txt(self, path: Path) -> None:
+        by_id = sorted(self._vocab.items(), key=lambda item: item[1])
+        if [i for _, i in by_id] != list(range(len(by_id))):
+            raise ValueError("vocabulary ids are not 0..N-1 without gaps; vocab.txt cannot represent them")
+        with open(path / "vocab.txt", "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(token + "\n" for token, _ in by_id)
+
+    def _config_for_saving(self) -> dict[str, Any]:
+        if self._wordpiece is not None:
+            return {
+                "tokenizer_class": "PreTrainedTokenizerFast",  # loads tokenizer.json as written (see docstring)
+                "do_lower_case": self._wordpiece.lowercase,
+                "strip_accents": self._wordpiece.strip_accents,
+                "tokenize_chinese_chars": self._wordpiece.tokenize_chinese_chars,
+                "do_basic_tokenize": True,
+                "never_split": None,
+                "model_max_length": self._model_max_length,
+                "clean_up_tokenization_spaces": True,
+                "model_input_names": list(self.model_input_names),
+            }
+        byte_level = [c for c in _components(_state(self._backend.pre_tokenizer)) if c.get("type") == "ByteLevel"]
+        default_class = "RobertaTokenizer" if byte_level else "PreTrainedTokenizerFast"
+        config = {"tokenizer_class": default_class, **self._config,
+                  "model_max_length": self._model_max_length, "model_input_names": list(self.model_input_names)}
+        if byte_level:  # transformers' RobertaTokenizer rebuilds its pre-tokenizer from these
+            config["add_prefix_space"] = bool(byte_level[0].get("add_prefix_space"))
+            config["trim_offsets"] = bool(byte_level[0].get("trim_offsets", True))
+        return config
 
     # Picklable (DataLoader workers under "spawn"): the lock is recreated.
     def __getstate__(self) -> dict[str, Any]:
@@ -956,7 +924,27 @@ class Tokenizer:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (
-            f"Tokenizer(vocab_size={self.vocab_size}, lowercase={self._lowercase}, "
-            f"strip_accents={self._strip_accents}, model_max_length={self._model_max_length})"
-        )
+        options = (f", lowercase={self._wordpiece.lowercase}, strip_accents={self._wordpiece.strip_accents}"
+                   if self._wordpiece is not None else "")
+        return (f"Tokenizer(kind={self._kind!r}, vocab_size={self.vocab_size}{options}, "
+                f"token_type_ids={self._token_types}, model_max_length={self._model_max_length})")
+
+
+def _clean_up(text: str) -> str:
+    for before, after in _CLEAN_UP:
+        text = text.replace(before, after)
+    return text
+
+
+def _wordpiece_options(config: Mapping[str, Any], spec: Mapping[str, Any]) -> WordPieceOptions:
+    """The reference pipeline's settings: tokenizer_config.json, else the stock BertNormalizer's, else
+    what the file's own normalizer does."""
+    normalizer = spec.get("normalizer") or {}
+    stock = wordpiece.is_stock_bert(spec) if spec else False
+    steps = {c.get("type") for c in _components(normalizer)}
+    default_lowercase = (normalizer.get("lowercase") if stock else "Lowercase" in steps) if spec else True
+    return WordPieceOptions(
+        lowercase=config.get("do_lower_case", default_lowercase),
+        strip_accents=config.get("strip_accents", normalizer.get("strip_accents") if stock else None),
+        tokenize_chinese_chars=config.get("tokenize_chinese_chars", normalizer.get("handle_chinese_chars", True)),
+    )

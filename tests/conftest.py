@@ -91,3 +91,27 @@ def tiny_dir(tmp_path_factory) -> Path:
     model = BertForMaskedLM(tiny_config(vocab_size=tokenizer.vocab_size))
     model.save_pretrained(root / "model", tokenizer=tokenizer)
     return root / "model"
+
+
+BPE_TEXT = """\
+The cat sat on the mat. A big dog ran away from the small cat, and the film was not good.
+Extraordinarily long words such as antidisestablishmentarianism appear in naïve café reviews.
+
+Tokyo 東京 and Paris are cities; the weather there is fine. Emoji 😀 and numbers 3.14 are text too.
+She sells sea-shells by the sea-shore. What's the weather like in New York today?
+"""
+
+
+@pytest.fixture(scope="session")
+def bpe_dir(tmp_path_factory) -> Path:
+    """A RoBERTa-style tokenizer (byte-level BPE; <s> A </s></s> B </s>; no token types) trained on a few
+    paragraphs, saved with a random tiny BertForMaskedLM over its vocabulary: inputs laid out as RoBERTa's."""
+    from bertkit import BertForMaskedLM, Tokenizer
+
+    root = tmp_path_factory.mktemp("bpe")
+    (root / "corpus.txt").write_text(BPE_TEXT * 4, encoding="utf-8")
+    tokenizer = Tokenizer.train([root / "corpus.txt"], kind="bpe", vocab_size=300, min_frequency=1, show_progress=False)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(tiny_config(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id))
+    model.save_pretrained(root / "model", tokenizer=tokenizer)
+    return root / "model"

@@ -295,3 +295,14 @@ def test_antiberty_fill_mask_recovers_a_germline_residue(precision: str, capsys)
     assert main(["fill-mask", "antiberty", sequence, "--top-k", "2", "--json", "--precision", precision]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["predictions"][0]["token"] == "A" and row["predictions"][0]["score"] > 0.5
+
+
+def test_fill_mask_with_a_roberta_tokenizer_names_its_mask(bpe_dir: Path, capsys) -> None:
+    model, tokenizer = BertForMaskedLM.from_pretrained(bpe_dir), Tokenizer.from_pretrained(bpe_dir)
+    (masks,) = fill_masks(model, tokenizer, ["The cat <mask> on the mat."], top_k=3)
+    assert len(masks) == 1 and all(p.token_id not in tokenizer.all_special_ids for p in masks[0])
+    ids = tokenizer.encode("The cat <mask> on the mat.")
+    position = ids.index(tokenizer.mask_token_id)
+    assert masks[0][0].sequence == tokenizer.decode(ids[:position] + [masks[0][0].token_id] + ids[position + 1:])
+    assert main(["fill-mask", str(bpe_dir), "no mask here"]) == 2
+    assert "no <mask> token in 'no mask here'; write <mask> where" in capsys.readouterr().err

@@ -112,3 +112,22 @@ def test_bad_settings_are_refused() -> None:
         MaskingSettings(replace_with_mask=0.9, replace_with_random=0.2)
     with pytest.raises(ValueError, match="whole-word"):
         Masker(MaskingSettings(whole_word=True), VOCAB, MASK, {PAD})
+
+
+def test_whole_words_of_byte_level_bpe(bpe_dir) -> None:
+    """RoBERTa's words start with "Ġ" (the space before them): a word's pieces are chosen together."""
+    from bertkit import Tokenizer
+
+    tokenizer = Tokenizer.from_pretrained(bpe_dir)
+    m = Masker.for_tokenizer(MaskingSettings(whole_word=True, probability=0.3), tokenizer)
+    ids = np.asarray(tokenizer.encode("Extraordinarily long words such as antidisestablishmentarianism appear in naïve "
+                                      "café reviews, and the cat sat on the mat."))
+    special = tokenizer.all_special_ids  # a special token ends a word: "Extraordinarily" after <s> starts one
+    starts = [i for i, t in enumerate(ids) if not tokenizer.continues_word[t] or ids[i - 1] in special]
+    word_of = np.searchsorted(starts, np.arange(len(ids)), side="right") - 1
+    assert len(starts) < len(ids) - 6  # many words are several pieces
+    for seed in range(20):
+        chosen = m.choose(ids, example_rng(seed, 0, 0))
+        words = set(word_of[chosen].tolist())
+        assert chosen.tolist() == [i for i in range(len(ids)) if word_of[i] in words]  # whole words only
+        assert 0 not in chosen and len(ids) - 1 not in chosen  # never <s> or </s>

@@ -126,3 +126,13 @@ def test_bad_max_length_raises_before_writing(tiny_dir: Path, tmp_path: Path, ma
     with pytest.raises(ValueError, match=message):
         multiple_choice.finetune(tiny_dir, train, None, train_args(tmp_path / "never"), max_length=max_length)
     assert not (tmp_path / "never").exists()
+
+
+def test_features_without_token_types(bpe_dir: Path) -> None:
+    tokenizer = Tokenizer.from_pretrained(bpe_dir)
+    examples = [MultipleChoiceExample("the cat sat", ["on the mat", "away", "a dog"], 0, 1)]
+    (feature,) = multiple_choice.encode(examples, tokenizer, 32, "x")
+    assert set(feature) == {"input_ids", "labels"}
+    assert feature["input_ids"][1] == tokenizer.encode("the cat sat", "away")
+    batch = collate([feature, feature], tokenizer.pad_token_id)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"} and batch["input_ids"].shape[:2] == (2, 3)

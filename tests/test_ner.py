@@ -51,6 +51,25 @@ def test_encode_words_matches_transformers() -> None:
         ours.encode_words(["not", "split"])
 
 
+def test_roberta_words_windows_and_labels(bpe_dir: Path) -> None:
+    """Byte-level BPE reads every word with its space (transformers' add_prefix_space=True, as run_ner does for
+    RoBERTa); features are <s> pieces </s> without token types, labelled on each word's first piece."""
+    tokenizer = Tokenizer.from_pretrained(bpe_dir)
+    theirs = transformers.AutoTokenizer.from_pretrained(str(bpe_dir), add_prefix_space=True)
+    sentences = [["The", "cat", "sat", "on", "naïve", "東京", "."], ["antidisestablishmentarianism", "ran"]]
+    tags = [["O", "B-A", "O", "O", "B-B", "I-B", "O"], ["B-A", "O"]]
+    label2id = {"O": 0, "B-A": 1, "B-B": 2, "I-B": 3}
+    data = ner.encode_words(sentences, tokenizer, ner.NerSettings(max_length=64), "x", tags, label2id)
+    for feature, sentence, sentence_tags in zip(data.features, sentences, tags):
+        ref = theirs(sentence, is_split_into_words=True)
+        assert feature["input_ids"] == ref["input_ids"] and set(feature) == {"input_ids", "labels"}
+        word_ids = ref.word_ids()
+        firsts = [w is not None and (i == 0 or word_ids[i - 1] != w) for i, w in enumerate(word_ids)]
+        assert feature["labels"] == [label2id[sentence_tags[w]] if first else ner.NO_LABEL
+                                     for w, first in zip(word_ids, firsts)]
+    assert data.layout.prefix == ((tokenizer.cls_token_id, 0),) and data.layout.suffix == ((tokenizer.sep_token_id, 0),)
+
+
 # --------------------------------------------------------------------------- label alignment
 
 def test_align_labels(tokenizer: Tokenizer) -> None:
@@ -105,9 +124,12 @@ def token_local(model: BertForTokenClassification) -> BertForTokenClassification
     return model
 
 
-def test_windowed_prediction_equals_single_pass(tiny_dir: Path, tokenizer: Tokenizer, caplog) -> None:
+@pytest.mark.parametrize("model_dir", ["tiny_dir", "bpe_dir"])  # [CLS] ... [SEP], and <s> ... </s> without types
+def test_windowed_prediction_equals_single_pass(model_dir: str, request, caplog) -> None:
+    model_dir = request.getfixturevalue(model_dir)
+    tokenizer = Tokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)
-    model = token_local(BertForTokenClassification.from_pretrained(tiny_dir, num_labels=5))
+    model = token_local(BertForTokenClassification.from_pretrained(model_dir, num_labels=5))
     rng = random.Random(0)
     vocab = ["the", "cat", "dog", "sat", "on", "mat", "cats", "film", "zebra"]
     sentences = [[rng.choice(vocab) for _ in range(rng.randint(1, 25))] for _ in range(12)]

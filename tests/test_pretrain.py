@@ -91,7 +91,7 @@ def test_dataset_builds_bert_inputs_and_collates(prepared) -> None:
     corpus, tokenizer = prepared
     plan = plan_examples(corpus, np.arange(corpus.num_documents), ExampleSettings(max_length=40), seed=0)
     masker = Masker.for_tokenizer(MaskingSettings(), tokenizer)
-    data = PretrainingDataset(corpus, plan, masker, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, seed=0)
+    data = PretrainingDataset(corpus, plan, masker, tokenizer, seed=0)
     ids, types = data.tokens(0)
     row = plan[0]
     a = corpus.tokens(row[A0], row[A1])[row[A_SKIP]:row[A_SKIP] + row[A_KEEP]]
@@ -103,7 +103,7 @@ def test_dataset_builds_bert_inputs_and_collates(prepared) -> None:
     first = data[0]
     data.set_epoch(1)
     assert data[0]["labels"] != first["labels"] or data[0]["input_ids"] != first["input_ids"]  # dynamic masking
-    static = PretrainingDataset(corpus, plan, masker, cls_id=cls, sep_id=sep, seed=0, static=True)
+    static = PretrainingDataset(corpus, plan, masker, tokenizer, seed=0, static=True)
     static.set_epoch(3)
     assert static[0] == first
     batch = pretraining_collate([data[i] for i in range(4)], tokenizer.pad_token_id)
@@ -264,3 +264,28 @@ def test_continued_pretraining_starts_from_the_checkpoint(tmp_path: Path) -> Non
     fresh = [r for r in _metrics(first) if "eval_mlm_loss" in r][0]["eval_mlm_loss"]
     assert abs(records[0]["eval_mlm_loss"] - trained) < abs(records[0]["eval_mlm_loss"] - fresh)
     assert (second / "tokenizer" / "vocab.txt").read_text() == (first / "vocab.txt").read_text()
+
+
+def test_roberta_layout_examples_without_token_types(bpe_dir: Path, tmp_path: Path) -> None:
+    """A byte-level BPE corpus: later sentences keep their space ("ĠThe"), pairs are <s> A </s></s> B </s> in
+    max_length with 4 specials, and no token types reach the batch."""
+    tokenizer = Tokenizer.from_pretrained(bpe_dir)
+    text = pretrain_tiny.write_corpus(tmp_path / "corpus.txt", documents=40)
+    prepare_corpus([text], tokenizer, tmp_path / "prepared", progress=False, workers=1)
+    corpus = Corpus(tmp_path / "prepared")
+    first, second = corpus.document_sentences(0)[:2]
+    assert tokenizer.convert_ids_to_tokens(int(corpus.sentence(second)[0])).startswith("Ġ")
+    assert not tokenizer.convert_ids_to_tokens(int(corpus.sentence(first)[0])).startswith("Ġ")
+    settings = ExampleSettings(objective="sop", max_length=40)
+    plan = plan_examples(corpus, np.arange(corpus.num_documents), settings, seed=0,
+                         specials=tokenizer.num_special_tokens(pair=True))
+    data = PretrainingDataset(corpus, plan, Masker.for_tokenizer(MaskingSettings(), tokenizer), tokenizer, seed=0)
+    ids, types = data.tokens(0)
+    row = plan[0]
+    a = corpus.tokens(row[A0], row[A1])[row[A_SKIP]:row[A_SKIP] + row[A_KEEP]].tolist()
+    b = corpus.tokens(row[B0], row[B1])[row[B_SKIP]:row[B_SKIP] + row[B_KEEP]].tolist()
+    assert ids.tolist() == [0, *a, 2, 2, *b, 2] and types.tolist() == [0] * len(ids)
+    assert max(data.lengths) <= 40 and data.lengths[0] == len(ids)
+    assert set(data[0]) == {"input_ids", "labels", "next_sentence_label"}
+    batch = pretraining_collate([data[i] for i in range(4)], tokenizer.pad_token_id)
+    assert "token_type_ids" not in batch and batch["input_ids"].shape[0] == 4

@@ -136,6 +136,38 @@ def test_targets_match_run_qa(tokenizer, examples, max_length, doc_stride, max_q
     assert len(answered) >= 9  # of 11 answerable: the rest straddle a seam (doc_stride 0) or fit no window
 
 
+def test_roberta_layout_windows_and_targets_match_transformers(bpe_dir: Path, examples) -> None:
+    """<s> question </s></s> window </s>, no token types: the windows and run_qa's targets of transformers'
+    RobertaTokenizer on the same directory."""
+    ours = Tokenizer.from_pretrained(bpe_dir)
+    hf = transformers.AutoTokenizer.from_pretrained(str(bpe_dir))
+    settings = QASettings(max_length=160, doc_stride=16, max_query_length=80)
+    features = encode(examples, ours, settings)
+    windowed = 0
+    for i, example in enumerate(examples):
+        theirs, was_cut = transformers_windows(hf, ours, example, settings)
+        assert not was_cut
+        mine = windows_of(features, i)
+        windowed += len(mine) > 1
+        assert [f["input_ids"] for f in mine] == theirs["input_ids"], example.id
+        assert all("token_type_ids" not in f for f in mine) and "token_type_ids" not in theirs
+        for w, feature in enumerate(mine):
+            sequence_ids = theirs.sequence_ids(w)
+            start = feature["context_start"]
+            assert feature["input_ids"][0] == ours.cls_token_id and feature["input_ids"][start - 2:start] == [2, 2]
+            assert sequence_ids.index(1) == feature["context_start"]
+            assert feature["offsets"] == [tuple(o) for o, s in zip(theirs["offset_mapping"][w], sequence_ids) if s == 1]
+        targets = [(f["start_positions"], f["end_positions"]) for f in mine]
+        for feature, (start, end) in zip(mine, targets):
+            if (start, end) != (0, 0):  # the answer's whole characters, even where one is several byte tokens
+                assert ours.decode(feature["input_ids"][start:end + 1]).strip() == example.answers[0][0]
+        # run_qa's rule takes the last byte token of a CJK first character (and the first of a last one).
+        if not example.answers or example.answers[0][0].isascii():
+            assert targets == run_qa_targets(example, theirs), example.id
+    assert windowed > 3
+    assert "token_type_ids" not in collate(features[:4], ours.pad_token_id)
+
+
 def test_targets_by_hand(tokenizer) -> None:
     context = "The  café in Zürich opened in 1855 ."
     assert tokenizer.tokenize(context) == ["the", "cafe", "in", "zur", "##ich", "o", "##p", "##en", "##ed", "in",

@@ -242,3 +242,16 @@ def test_bad_input_raises_before_writing(tiny_dir: Path, tmp_path: Path, rows, o
     if "line" in message:
         assert isinstance(error.value, DataError) and str(data) in str(error.value)
     assert not out.exists()
+
+
+def test_pair_features_without_token_types(bpe_dir: Path) -> None:
+    from bertkit.readers import Record
+
+    tokenizer = Tokenizer.from_pretrained(bpe_dir)
+    records = [Record("the cat sat", "a dog ran", 0.5, 1), Record("good film", "bad film", 0.1, 2)]
+    features = similarity.encode(records, tokenizer, SimilaritySettings(loss="cosine", score_range=(0.0, 1.0)),
+                                 [0.5, 0.1], "x")
+    assert set(features[0]) == {"input_ids", "input_ids_b", "labels"}
+    assert features[1]["input_ids_b"] == tokenizer.encode("bad film")
+    batch = similarity.collate_pairs(features, tokenizer.pad_token_id)
+    assert set(batch) == {"input_ids", "attention_mask", "input_ids_b", "attention_mask_b", "labels"}

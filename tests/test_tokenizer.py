@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bertkit.tokenizer import BatchEncoding, Tokenizer, combining_marks_unknown_to_backend
+from bertkit.tokenizer import BatchEncoding, Layout, Tokenizer, combining_marks_unknown_to_backend
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tokenizer_edge_cases.jsonl"
 # One JSON string per line; control characters and separators are \u-escaped.
@@ -462,6 +462,30 @@ def test_vocabulary_helpers(small: Tokenizer):
     assert small.encode("fox", add_special_tokens=False) == [8]
 
 
+def test_bert_specials_layout_and_word_marks(small: Tokenizer):
+    assert (small.cls_token, small.sep_token, small.pad_token, small.mask_token, small.unk_token) == (
+        "[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")
+    assert small.kind == "wordpiece" and small.has_token_types and not small.leading_space_matters
+    assert small.model_input_names == ("input_ids", "token_type_ids", "attention_mask")
+    assert small.layout() == Layout(((2, 0),), (), ((3, 0),), 0, None)
+    assert small.layout(pair=True) == Layout(((2, 0),), ((3, 0),), ((3, 1),), 0, 1)
+    assert small.layout(pair=True).second_start(4) == 6 and small.num_special_tokens(pair=True) == 3
+    assert small.build_inputs([5, 6], [7]) == {"input_ids": [2, 5, 6, 3, 7, 3], "token_type_ids": [0, 0, 0, 0, 1, 1]}
+    encoded = small(["hello world"], ["unaffable"], return_tensors=None)
+    assert encoded.rows() == [small.build_inputs([18, 19], [20, 21, 22])]
+    assert [i for i, continues in enumerate(small.continues_word) if continues] == [10, 11, 21, 22]  # the "##" pieces
+
+
+def test_a_layout_bertkit_cannot_cut_is_refused(small: Tokenizer):
+    from tokenizers import processors
+
+    backend = small._backend.__class__.from_str(small._backend.to_str())
+    backend.post_processor = processors.TemplateProcessing(  # the second text first
+        single="[CLS] $A [SEP]", pair="[CLS] $B [SEP] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    with pytest.raises(ValueError, match="bertkit needs specials around the first text, then the second"):
+        Tokenizer(backend)
+
+
 def test_pickle_round_trip(uncased: Tokenizer):
     clone = pickle.loads(pickle.dumps(uncased))
     for text in CASES:
@@ -535,7 +559,7 @@ def test_bad_inputs(small: Tokenizer):
 
 
 def test_unicode_tables_are_cached_per_machine_and_rebuilt_from_a_bad_cache(tmp_path, monkeypatch) -> None:
-    from bertkit import tokenizer as module
+    from bertkit.tokenization import wordpiece as module
 
     monkeypatch.setenv("BERTKIT_CACHE", str(tmp_path))
     module._unicode_tables.cache_clear()

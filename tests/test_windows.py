@@ -44,11 +44,12 @@ def test_bad_window_settings_are_refused() -> None:
         window_spans(20, 0, 0)
 
 
-@pytest.fixture
-def classifier(tiny_dir: Path) -> tuple[BertForSequenceClassification, Tokenizer]:
+@pytest.fixture(params=["tiny_dir", "bpe_dir"])  # [CLS] window [SEP] with token types; <s> window </s> without
+def classifier(request) -> tuple[BertForSequenceClassification, Tokenizer]:
+    model_dir = request.getfixturevalue(request.param)
     torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(tiny_dir, id2label={0: "neg", 1: "pos"}).eval()
-    return model, Tokenizer.from_pretrained(tiny_dir)
+    model = BertForSequenceClassification.from_pretrained(model_dir, id2label={0: "neg", 1: "pos"}).eval()
+    return model, Tokenizer.from_pretrained(model_dir)
 
 
 def test_long_texts_become_windows_whose_logits_are_averaged(classifier, caplog) -> None:
@@ -65,6 +66,8 @@ def test_long_texts_become_windows_whose_logits_are_averaged(classifier, caplog)
     assert [f["input_ids"][1:-1] for f in windows] == [content[s:e] for s, e in spans]
     assert all(f["input_ids"][0] == tokenizer.cls_token_id and f["input_ids"][-1] == tokenizer.sep_token_id
                for f in windows)
+    assert all(f.get("token_type_ids") == ([0] * len(f["input_ids"]) if tokenizer.has_token_types else None)
+               for f in features)
 
     logits = predict_logits(model, features, tokenizer.pad_token_id)
     assert logits.shape == (2, 2)

@@ -73,8 +73,8 @@ def encode(records: Sequence[Record], tokenizer: Tokenizer, max_length: int, lab
 
     A single text longer than `max_length` becomes several overlapping windows (`stride` shared tokens,
     default max_length // 4), each a feature with the text's label; `feature["example"]` says whose
-    window it is, and predictions average the windows' logits. Pairs ([CLS] A [SEP] B [SEP]) are cut
-    longest-first instead. Either way the log says how many inputs it concerned.
+    window it is, and predictions average the windows' logits. Pairs (the tokenizer's pair layout, e.g.
+    [CLS] A [SEP] B [SEP]) are cut longest-first instead. Either way the log says how many inputs it concerned.
     """
     pairs = [r.text_pair for r in records] if records and records[0].text_pair is not None else None
     texts = [r.text for r in records]
@@ -83,14 +83,14 @@ def encode(records: Sequence[Record], tokenizer: Tokenizer, max_length: int, lab
         if encoded.num_truncated:
             logger.warning("%s: %d of %d text pairs were longer than %d tokens and were truncated (longest first)",
                            source, encoded.num_truncated, len(records), max_length)
-        pieces = [[(ids, types)] for ids, types in zip(encoded.input_ids, encoded.token_type_ids)]
+        pieces = [[row] for row in encoded.rows()]
     else:
         pieces = _windows(tokenizer, texts, max_length, max_length // 4 if stride is None else stride, source)
     features = []
     for i, record in enumerate(records):
         label = _label_value(record, kind, label2id, source) if record.label is not None and label2id is not None else None
-        for ids, types in pieces[i]:
-            feature: Feature = {"input_ids": ids, "token_type_ids": types, "example": i}
+        for inputs in pieces[i]:
+            feature: Feature = {**inputs, "example": i}
             if label is not None:
                 feature["labels"] = label
             features.append(feature)
@@ -98,16 +98,16 @@ def encode(records: Sequence[Record], tokenizer: Tokenizer, max_length: int, lab
 
 
 def _windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stride: int,
-             source: str) -> list[list[tuple[list[int], list[int]]]]:
-    """Per text, its [CLS] window [SEP] inputs: one when it fits, overlapping windows when it does not."""
-    encoded = tokenizer(texts, max_length=max_length, padding=False, truncation=False, return_tensors=None)
+             source: str) -> list[list[dict[str, list[int]]]]:
+    """Per text, the model inputs of its windows laid out as the tokenizer lays out one text (e.g.
+    [CLS] window [SEP]): one when it fits, overlapping windows when it does not."""
+    encoded = tokenizer(texts, padding=False, truncation=False, return_tensors=None, add_special_tokens=False)
     pieces, windowed, windows = [], 0, 0
-    for ids in encoded.input_ids:
-        content = ids[1:-1]
-        spans = window_spans(len(content), max_length - 2, stride)
+    for content in encoded.input_ids:
+        spans = window_spans(len(content), max_length - tokenizer.num_special_tokens(), stride)
         if len(spans) > 1:
             windowed, windows = windowed + 1, windows + len(spans)
-        pieces.append([([ids[0], *content[start:end], ids[-1]], [0] * (end - start + 2)) for start, end in spans])
+        pieces.append([tokenizer.build_inputs(content[start:end]) for start, end in spans])
     if windowed:
         logger.warning("%s: %d of %d texts were longer than %d tokens and were read as %d overlapping windows "
                        "(stride %d); their predictions average the windows' logits",

@@ -1,6 +1,6 @@
 """Multiple choice (SWAG-style): pick the right ending for a context.
 
-Each choice is read as `[CLS] context [SEP] ending [SEP]` (cut longest-first to max_length) and
+Each choice is read as a pair (`[CLS] context [SEP] ending [SEP]` for BERT; cut longest-first to max_length) and
 scored by `BertForMultipleChoice`; a softmax across the choices gives their probabilities. Data: a
 table with `context`, `ending0` .. `endingN` and `label` (see `readers.read_multiple_choice`).
 Metric: accuracy (the best-model metric) and the eval loss.
@@ -42,7 +42,8 @@ def default_max_length(model: BertForMultipleChoice, tokenizer: Tokenizer) -> in
 
 def encode(examples: Sequence[MultipleChoiceExample], tokenizer: Tokenizer, max_length: int,
            source: str) -> list[Feature]:
-    """One feature per example: input_ids / token_type_ids are lists with one sequence per choice."""
+    """One feature per example: input_ids (and token_type_ids, when the tokenizer has them) are lists with
+    one sequence per choice."""
     contexts = [e.context for e in examples for _ in e.endings]
     endings = [ending for e in examples for ending in e.endings]
     encoded = tokenizer(contexts, endings, max_length=max_length, padding=False, return_tensors=None)
@@ -52,7 +53,9 @@ def encode(examples: Sequence[MultipleChoiceExample], tokenizer: Tokenizer, max_
     features, start = [], 0
     for example in examples:
         end = start + len(example.endings)
-        feature: Feature = {"input_ids": encoded.input_ids[start:end], "token_type_ids": encoded.token_type_ids[start:end]}
+        feature: Feature = {key: column[start:end] for key, column in
+                            (("input_ids", encoded.input_ids), ("token_type_ids", encoded.token_type_ids))
+                            if column is not None}
         if example.label is not None:
             feature["labels"] = example.label
         features.append(feature)

@@ -4,10 +4,10 @@ Words are the file's tokens. Each is split into wordpieces and labelled on its f
 other pieces get -100 (ignored by the loss) or, with `label_all_tokens`, the word's tag (B-X
 turned into I-X, as transformers' run_ner does). A word is predicted from its first piece.
 
-A sentence with more pieces than the model takes (max_length - 2, for [CLS] and [SEP]) is never
-cut: it is read as overlapping windows (`bertkit.windows`). Training uses every window; at
-prediction each piece takes its logits from the window where it is most central, and the
-sentence is put back together in its original order.
+A sentence with more pieces than the model takes (max_length minus the tokenizer's special tokens,
+e.g. [CLS] and [SEP]) is never cut: it is read as overlapping windows (`bertkit.windows`). Training
+uses every window; at prediction each piece takes its logits from the window where it is most
+central, and the sentence is put back together in its original order.
 
 Entities are decoded from word tags with `metrics.get_entities` (seqeval's rules, BIO or IOBES),
 and scored with `metrics.entity_scores` (seqeval's default mode).
@@ -32,13 +32,13 @@ from ..heads import BertForTokenClassification
 from ..infer import forward_batches
 from ..metrics import entity_scores, get_entities
 from ..readers import DataError, Sentence, read_conll
-from ..tokenizer import Tokenizer
+from ..tokenizer import Layout, Tokenizer
 from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything, warn_no_eval_data
 from ..windows import Span, most_central_window, window_spans
 
 logger = logging.getLogger("bertkit")
 
-NO_LABEL = -100  # pieces the loss ignores: [CLS], [SEP], later pieces of a word, padding
+NO_LABEL = -100  # pieces the loss ignores: special tokens, later pieces of a word, padding
 BATCH_SIZE = 64  # windows per forward pass at prediction
 
 
@@ -46,7 +46,7 @@ BATCH_SIZE = 64  # windows per forward pass at prediction
 class NerSettings:
     """What prediction and evaluation need to read text as training did; saved in config.json["bertkit"]."""
 
-    max_length: int = 128  # pieces per window, [CLS] and [SEP] included
+    max_length: int = 128  # pieces per window, special tokens ([CLS], [SEP]) included
     stride: int | None = None  # pieces shared by consecutive windows; None = max_length // 4
     label_all_tokens: bool = False  # train on every piece of a word, not only the first
     token_column: int = 0  # CoNLL column of the token
@@ -118,7 +118,7 @@ def align_labels(word_ids: Sequence[int], tags: Sequence[str], label2id: dict[st
 
 @dataclass
 class Pieces:
-    """One sentence as the model reads it, without [CLS]/[SEP]."""
+    """One sentence as the model reads it, without special tokens."""
 
     ids: list[int]
     word_ids: list[int]  # the word each piece belongs to
@@ -138,24 +138,21 @@ class Pieces:
 
 @dataclass
 class Encoded:
-    """Sentences with their windows: `features` (one per window, in sentence order) and each sentence's spans."""
+    """Sentences with their windows: `features` (one per window, in sentence order), each sentence's spans,
+    and the tokenizer's layout of a window (where its pieces sit between the special tokens)."""
 
     pieces: list[Pieces]
     spans: list[list[Span]]
     features: list[Feature]
-
-
-def _strip_specials(ids: list[int], word_ids: list[int | None], offsets: list[tuple[int, int]],
-                    num_words: int) -> Pieces:
-    return Pieces(ids[1:-1], word_ids[1:-1], num_words, offsets[1:-1])  # drop [CLS] ... [SEP]
+    layout: Layout
 
 
 def encode_words(words: Sequence[Sequence[str]], tokenizer: Tokenizer, settings: NerSettings,
                  source: str, tags: Sequence[Sequence[str]] | None = None,
                  label2id: dict[str, int] | None = None) -> Encoded:
     """Pre-split sentences -> pieces (labelled when `tags` are given) -> windows."""
-    encoded = tokenizer.encode_words(words)
-    pieces = [_strip_specials(ids, word_ids, offsets, len(sentence)) for ids, word_ids, offsets, sentence
+    encoded = tokenizer.encode_words(words, add_special_tokens=False)
+    pieces = [Pieces(ids, word_ids, len(sentence), offsets) for ids, word_ids, offsets, sentence
               in zip(encoded.input_ids, encoded.word_ids, encoded.offsets, words)]
     if tags is not None:
         for p, sentence_tags in zip(pieces, tags):
@@ -164,28 +161,28 @@ def encode_words(words: Sequence[Sequence[str]], tokenizer: Tokenizer, settings:
 
 
 def encode_texts(texts: Sequence[str], tokenizer: Tokenizer, settings: NerSettings) -> Encoded:
-    """Raw texts -> pieces, whose words are what BERT's pre-tokenizer splits -> windows."""
+    """Raw texts -> pieces, whose words are what the tokenizer's pre-tokenizer splits -> windows."""
     encoded = tokenizer(list(texts), padding=False, truncation=False, return_tensors=None,
-                        return_offsets=True, return_word_ids=True)
-    pieces = []
-    for ids, word_ids, offsets in zip(encoded.input_ids, encoded.word_ids, encoded.offsets):
-        content = [w for w in word_ids if w is not None]
-        pieces.append(_strip_specials(ids, word_ids, offsets, max(content) + 1 if content else 0))
+                        return_offsets=True, return_word_ids=True, add_special_tokens=False)
+    pieces = [Pieces(ids, word_ids, max(word_ids) + 1 if word_ids else 0, offsets)
+              for ids, word_ids, offsets in zip(encoded.input_ids, encoded.word_ids, encoded.offsets)]
     return make_windows(pieces, tokenizer, settings, "<input>")
 
 
 def make_windows(pieces: list[Pieces], tokenizer: Tokenizer, settings: NerSettings, source: str) -> Encoded:
-    """[CLS] window [SEP] features for every sentence: one when it fits, overlapping windows when not."""
+    """Features for every sentence, laid out as the tokenizer lays out one text ([CLS] window [SEP]): one
+    when it fits, overlapping windows when not."""
     stride = settings.window_stride
+    layout = tokenizer.layout()
+    before, after = [NO_LABEL] * len(layout.prefix), [NO_LABEL] * len(layout.suffix)
     spans, features, windowed = [], [], 0
     for p in pieces:
-        sentence_spans = window_spans(len(p.ids), settings.max_length - 2, stride)
+        sentence_spans = window_spans(len(p.ids), settings.max_length - layout.num_special_tokens, stride)
         windowed += len(sentence_spans) > 1
         for start, end in sentence_spans:
-            feature: Feature = {"input_ids": [tokenizer.cls_token_id, *p.ids[start:end], tokenizer.sep_token_id],
-                                "token_type_ids": [0] * (end - start + 2)}
+            feature: Feature = tokenizer.build_inputs(p.ids[start:end])
             if p.labels is not None:
-                feature["labels"] = [NO_LABEL, *p.labels[start:end], NO_LABEL]
+                feature["labels"] = [*before, *p.labels[start:end], *after]
             features.append(feature)
         spans.append(sentence_spans)
     if windowed:
@@ -193,19 +190,19 @@ def make_windows(pieces: list[Pieces], tokenizer: Tokenizer, settings: NerSettin
                        "(stride %d); each token is predicted from the window where it is most central",
                        source, windowed, len(pieces), settings.max_length,
                        sum(len(s) for s in spans if len(s) > 1), stride)
-    return Encoded(pieces, spans, features)
+    return Encoded(pieces, spans, features, layout)
 
 
 # --------------------------------------------------------------------------- prediction
 
 @torch.no_grad()
-def window_logits(model: BertForTokenClassification, features: Sequence[Feature],
-                  pad_token_id: int) -> list[np.ndarray]:
-    """Per feature, the (pieces, labels) logits of its content (no [CLS]/[SEP]), batching by length."""
+def window_logits(model: BertForTokenClassification, features: Sequence[Feature], pad_token_id: int,
+                  layout: Layout) -> list[np.ndarray]:
+    """Per feature, the (pieces, labels) logits of its content (no special tokens), batching by length."""
     out: list[np.ndarray] = [np.empty(0)] * len(features)
     for batch, logits in forward_batches(model, features, pad_token_id, BATCH_SIZE):
         for row, i in enumerate(batch):
-            out[i] = logits[row, 1:len(features[i]["input_ids"]) - 1]
+            out[i] = logits[row, layout.first_start:len(features[i]["input_ids"]) - len(layout.suffix)]
     return out
 
 
@@ -219,7 +216,7 @@ def reassemble(spans: list[Span], windows: Sequence[np.ndarray]) -> np.ndarray:
 
 def sentence_logits(model: BertForTokenClassification, data: Encoded, pad_token_id: int) -> list[np.ndarray]:
     """Per sentence, (pieces, labels) logits, windows put back together."""
-    per_window = window_logits(model, data.features, pad_token_id)
+    per_window = window_logits(model, data.features, pad_token_id, data.layout)
     result, first = [], 0
     for spans in data.spans:
         result.append(reassemble(spans, per_window[first:first + len(spans)]))

@@ -1,6 +1,8 @@
 """Extractive question answering (SQuAD v1.1 / v2.0): data -> windows -> spans -> EM/F1.
 
-A feature is ``[CLS] question [SEP] context-window [SEP]`` (token types 0 then 1). Question and
+A feature is the question and a context window in the tokenizer's pair layout: BERT's
+``[CLS] question [SEP] context-window [SEP]`` (token types 0 then 1), RoBERTa's
+``<s> question </s></s> context-window </s>`` (no token types). Question and
 context are tokenised once each; the question is cut to ``max_query_length`` tokens and the context
 is covered by overlapping windows (``doc_stride`` shared tokens, as transformers' run_qa). Answers
 are predicted as token spans and mapped back to characters of the original context through the
@@ -81,12 +83,12 @@ class QASettings:
 # --------------------------------------------------------------------------- features
 
 def _content_tokens(tokenizer: Tokenizer, texts: Sequence[str]) -> tuple[list[list[int]], list[list[CharSpan]]]:
-    """Ids and character offsets of each text, without [CLS]/[SEP]."""
+    """Ids and character offsets of each text, without special tokens."""
     if not texts:
         return [], []
-    encoded = tokenizer(list(texts), padding=False, truncation=False, return_tensors=None, return_offsets=True)
-    return ([ids[1:-1] for ids in encoded.input_ids],
-            [[tuple(o) for o in offsets[1:-1]] for offsets in encoded.offsets])
+    encoded = tokenizer(list(texts), padding=False, truncation=False, return_tensors=None, return_offsets=True,
+                        add_special_tokens=False)
+    return encoded.input_ids, [[tuple(o) for o in offsets] for offsets in encoded.offsets]
 
 
 def answer_token_span(offsets: Sequence[CharSpan], char_start: int, char_end: int) -> tuple[int, int] | None:
@@ -105,19 +107,20 @@ def encode(examples: Sequence[QAExample], tokenizer: Tokenizer, settings: QASett
     [start, end) in context tokens), ``context_start`` (where the window begins in input_ids) and
     ``offsets`` (character spans of the window's tokens). With `targets`, ``start_positions`` /
     ``end_positions`` point at the first gold answer when it lies wholly inside the window, else at
-    [CLS] (0), as BERT and transformers train (impossible questions always point at [CLS]).
+    the first token ([CLS], <s>: 0), as BERT and transformers train (impossible questions always point there).
     """
     q_ids, _ = _content_tokens(tokenizer, [e.question for e in examples])
     contexts = list(dict.fromkeys(e.context for e in examples))  # SQuAD asks many questions per paragraph
     c_ids, c_offsets = (dict(zip(contexts, column)) for column in _content_tokens(tokenizer, contexts))
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    layout = tokenizer.layout(pair=True)
     features: list[Feature] = []
     cut = windowed = unreachable = 0
     for i, example in enumerate(examples):
         question = q_ids[i][:settings.max_query_length]
         cut += len(question) < len(q_ids[i])
         ids, offsets = c_ids[example.context], c_offsets[example.context]
-        spans = window_spans(len(ids), settings.max_length - len(question) - 3, settings.doc_stride)
+        spans = window_spans(len(ids), settings.max_length - len(question) - layout.num_special_tokens,
+                             settings.doc_stride)
         windowed += len(spans) > 1
         answer = None
         if targets and example.answers and not example.is_impossible:
@@ -125,11 +128,10 @@ def encode(examples: Sequence[QAExample], tokenizer: Tokenizer, settings: QASett
             answer = answer_token_span(offsets, char_start, char_start + len(text))
         inside = [answer is not None and start <= answer[0] and answer[1] < end for start, end in spans]
         unreachable += targets and bool(example.answers) and not example.is_impossible and not any(inside)
-        context_start = len(question) + 2
+        context_start = layout.second_start(len(question))
         for (start, end), answer_inside in zip(spans, inside):
             feature: Feature = {
-                "input_ids": [cls_id, *question, sep_id, *ids[start:end], sep_id],
-                "token_type_ids": [0] * context_start + [1] * (end - start + 1),
+                **tokenizer.build_inputs(question, ids[start:end]),
                 "example": i, "window": (start, end), "context_start": context_start, "offsets": offsets[start:end],
             }
             if targets:
@@ -145,7 +147,7 @@ def encode(examples: Sequence[QAExample], tokenizer: Tokenizer, settings: QASett
                     settings.max_length, len(features), settings.doc_stride)
     if unreachable:
         logger.warning("%s: the first answer of %d question(s) lies in no single window (or covers no token); "
-                       "their target is [CLS] in every window", source, unreachable)
+                       "their target is the first token in every window", source, unreachable)
     return features
 
 

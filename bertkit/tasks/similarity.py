@@ -319,18 +319,16 @@ def check_range(records: Sequence[Record], scores: list[float], score_range: tup
 
 def encode(records: Sequence[Record], tokenizer: Tokenizer, settings: SimilaritySettings,
            scores: list[float] | None, source: str) -> list[Feature]:
-    """Each side tokenised on its own ([CLS] text [SEP]); `labels` are the scaled scores (cosine loss)."""
+    """Each side tokenised on its own (e.g. [CLS] text [SEP]); `labels` are the scaled scores (cosine loss)."""
     sides = [tokenizer(texts, max_length=settings.max_length, padding=False, return_tensors=None)
              for texts in ([r.text for r in records], [r.text_pair or "" for r in records])]
     truncated = sum(side.num_truncated for side in sides)
     if truncated:
         logger.warning("%s: %d of %d texts were longer than %d tokens and were truncated", source, truncated,
                        2 * len(records), settings.max_length or tokenizer.model_max_length)
-    a, b = sides
     features = []
-    for i in range(len(records)):
-        feature: Feature = {"input_ids": a.input_ids[i], "token_type_ids": a.token_type_ids[i],
-                            "input_ids_b": b.input_ids[i], "token_type_ids_b": b.token_type_ids[i]}
+    for i, (a, b) in enumerate(zip(*(side.rows() for side in sides))):
+        feature: Feature = {**a, **{f"{key}_b": value for key, value in b.items()}}
         if settings.loss == "cosine" and scores is not None:
             feature["labels"] = settings.scaled(scores[i])
         features.append(feature)
@@ -340,8 +338,8 @@ def encode(records: Sequence[Record], tokenizer: Tokenizer, settings: Similarity
 def collate_pairs(features: Sequence[Feature], pad_token_id: int) -> dict[str, torch.Tensor]:
     """`BiEncoder` inputs: each side padded to its own longest member; `labels` when present."""
     batch = collate(features, pad_token_id)  # side A and labels (collate leaves the *_b keys out)
-    side_b = collate([{"input_ids": f["input_ids_b"], "token_type_ids": f["token_type_ids_b"]} for f in features],
-                     pad_token_id)
+    side_b = collate([{key: f[f"{key}_b"] for key in ("input_ids", "token_type_ids") if f"{key}_b" in f}
+                      for f in features], pad_token_id)
     batch.update({f"{key}_b": value for key, value in side_b.items()})
     return batch
 
