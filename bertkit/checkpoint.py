@@ -15,7 +15,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -25,6 +25,9 @@ from safetensors.torch import load_file, save_file
 from .config import EncoderConfig
 from .errors import CheckpointError
 from .files import atomic_directory
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
 
 
 class CheckpointModel(Protocol):
@@ -280,3 +283,13 @@ def save_model(
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
     return Path(directory)
+
+
+def model_tokenizer(model_dir: str | os.PathLike) -> Tokenizer:
+    """The tokenizer of a model directory, giving no token types where the model's family takes none (a DistilBERT
+    directory whose tokenizer files are BERT's); elsewhere the tokenizer files decide, as in transformers."""
+    from .tokenizer import Tokenizer
+
+    takes_types = (load_config(model_dir).family.token_types
+                   if (Path(model_dir) / CONFIG_NAME).is_file() else True)
+    return Tokenizer.from_pretrained(model_dir, token_type_ids=None if takes_types else False)

@@ -115,7 +115,9 @@ def _tokenizer(args: PretrainArgs, out: Path) -> Tokenizer:
             raise FileNotFoundError(f"{args.data}: no {TOKENIZER_DIR}/ inside; give --tokenizer DIR (the one it was "
                                     "prepared with)")
     if source is not None:
-        tokenizer = Tokenizer.from_pretrained(source)
+        # A fresh model of a family without token types (DistilBERT) gets a tokenizer that writes none.
+        takes_types = args.init_from is not None or family_of(args.family).token_types
+        tokenizer = Tokenizer.from_pretrained(source, token_type_ids=None if takes_types else False)
     else:
         logger.warning("training a %d-token WordPiece vocabulary on %d file(s)", args.vocab_size, len(args.corpus))
         tokenizer = Tokenizer.train(args.corpus, vocab_size=args.vocab_size, lowercase=not args.cased,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
-from . import packaged
+from . import checkpoint, packaged
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def load_tokenizer(location: packaged.ModelLocation) -> Tokenizer:
 
     if location.vocab_file is not None:
         return Tokenizer.from_vocab(location.vocab_file, lowercase=location.lowercase)
-    return Tokenizer.from_pretrained(location.model_dir)
+    return checkpoint.model_tokenizer(location.model_dir)
 
 
 def precision_dtype(precision: str) -> torch.dtype:

@@ -26,7 +26,7 @@ FAMILIES = {
     "distilbert": lambda: transformers.DistilBertConfig(**SIZES, dim=32, n_layers=2, n_heads=4, hidden_dim=37),
 }
 MASKED_LM = {"electra": "ElectraForMaskedLM", "distilbert": "DistilBertForMaskedLM"}
-LEARNING_RATE = {"electra": "1e-2", "distilbert": "3e-3"}
+LEARNING_RATE = {"electra": "1e-2", "distilbert": "1e-2"}
 CLASSIFIER = {"electra": "ElectraForSequenceClassification", "distilbert": "DistilBertForSequenceClassification"}
 
 
@@ -48,7 +48,8 @@ def test_finetune_then_transformers_predicts_the_same(family_dir, tmp_path: Path
     train = write_csv(tmp_path / "train.csv", sentiment_rows(64, seed=1))
     dev = write_csv(tmp_path / "dev.csv", sentiment_rows(32, seed=2))
     out = tmp_path / "clf"
-    # ELECTRA's gelu head on 16-wide embeddings learns this slower (its gradients equal transformers': see
+    # These heads (a gelu or ReLU dense on [CLS], no pooler) learn this slower than BERT at 3e-3 (their gradients
+    # equal transformers': see
     # test_families.test_training_gradients_equal_transformers).
     assert main(finetune_args(model_dir, train, dev, out, "--lr", LEARNING_RATE[family])) == 0
     assert json.loads(capsys.readouterr().out)["eval_accuracy"] >= 0.75

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .. import checkpoint
 from ..batching import Feature, collate_labels
 from ..checkpoint import check_max_length
 from ..heads import BertForSequenceClassification
@@ -205,7 +206,7 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     id2label = build_labels(train_records, kind)
     label2id = {name: i for i, name in id2label.items()}
     check_max_length(model_dir, max_length)
-    tokenizer = Tokenizer.from_pretrained(model_dir)
+    tokenizer = checkpoint.model_tokenizer(model_dir)
     stride = max_length // 4 if stride is None else stride
     train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file), stride)
     eval_features = (encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file), stride)

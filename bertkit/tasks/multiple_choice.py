@@ -121,7 +121,7 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     train_examples = read_multiple_choice(train_file, context_column=context_column)
     eval_examples = read_multiple_choice(eval_file, context_column=context_column) if eval_file else []
     checkpoint.check_max_length(model_dir, max_length)
-    tokenizer = Tokenizer.from_pretrained(model_dir)
+    tokenizer = checkpoint.model_tokenizer(model_dir)
     train_features = encode(train_examples, tokenizer, max_length, str(train_file))
     eval_features = encode(eval_examples, tokenizer, max_length, str(eval_file)) if eval_examples else []
     prepare_output_dir(args)

@@ -322,7 +322,7 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     id2label = build_tags(train)
     label2id = {tag: i for i, tag in id2label.items()}
     check_tags(dev, label2id, eval_file)
-    tokenizer = Tokenizer.from_pretrained(model_dir)
+    tokenizer = checkpoint.model_tokenizer(model_dir)
     train_data = encode_words([s.tokens for s in train], tokenizer, settings, str(train_file),
                               [s.tags for s in train], label2id)
     if dev:

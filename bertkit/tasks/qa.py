@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .. import checkpoint
 from ..batching import Feature
 from ..checkpoint import check_max_length
 from ..heads import BertForQuestionAnswering
@@ -308,7 +309,7 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     settings = QASettings(max_length, doc_stride, max_query_length, version_2, max_answer_length, n_best,
                           null_threshold)
     check_max_length(model_dir, max_length)
-    tokenizer = Tokenizer.from_pretrained(model_dir)
+    tokenizer = checkpoint.model_tokenizer(model_dir)
     train_features = encode(train_examples, tokenizer, settings, source=str(train_file))
     if eval_examples:
         _warn_if_v2_data(eval_examples, settings, str(eval_file))

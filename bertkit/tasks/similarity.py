@@ -440,7 +440,7 @@ def finetune(
         for records, scores in ((train_records, train_scores), (eval_records, eval_scores)):
             check_range(records, scores or [], score_range, columns.label)
     checkpoint.check_max_length(model_dir, max_length)
-    tokenizer = Tokenizer.from_pretrained(model_dir)
+    tokenizer = checkpoint.model_tokenizer(model_dir)
     train_features = encode(train_records, tokenizer, settings, train_scores, str(train_file))
     prepare_output_dir(args)
 
