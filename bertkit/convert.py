@@ -209,9 +209,12 @@ def _encoder_state(raw: Mapping[str, Any], file: Path, arch: str) -> dict[str, t
         raise CheckpointError(f"{file}: not a fairseq RoBERTa (arch {arch!r}): no encoder.sentence_encoder.embed_tokens"
                               f".weight among its {len(model)} weights (first: {sample})")
     state: dict[str, torch.Tensor] = {}
+    heads = sorted({key.split(".")[1] for key in model if key.startswith("classification_heads.")})
+    if heads:  # sentence-level heads sit beside the encoder (RobertaModel.classification_heads)
+        logger.warning("%s: classification heads %s are not converted (the output is the masked LM)", file, heads)
     for key, value in model.items():
-        if key.startswith(prefix + "classification_heads."):
-            continue  # reported by _check_architecture
+        if key.startswith("classification_heads."):
+            continue
         if not key.startswith(prefix):
             raise CheckpointError(f"{file}: weight {key!r} is outside the RoBERTa encoder (arch {arch!r}); "
                                   f"not a plain RoBERTa masked LM")
@@ -224,9 +227,6 @@ def _encoder_state(raw: Mapping[str, Any], file: Path, arch: str) -> dict[str, t
                 state[f"{fused}.{proj}_proj.{part}"] = piece
         else:
             state[name] = value
-    heads = sorted({k.split(".")[2] for k in model if k.startswith(prefix + "classification_heads.")})
-    if heads:
-        logger.warning("%s: classification heads %s are not converted (the output is the masked LM)", file, heads)
     return state
 
 

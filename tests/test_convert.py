@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import bertkit
 from bertkit import CheckpointError
 from bertkit.cli import main
 from bertkit.convert import convert_fairseq_roberta, read_fairseq_dictionary
@@ -137,6 +138,22 @@ def test_sapiens_logits_match_fairseq(tmp_path: Path, chain: str, sequences: lis
     # Real weights, not a lucky shape match: the unmasked residues are read back.
     predicted = logits.argmax(-1)[real]
     assert (predicted == tokens[real]).float().mean() > 0.9
+
+
+@needs_sapiens
+@pytest.mark.skipif(not hasattr(bertkit, "AutoModelForMaskedLM"), reason="this bertkit has no RoBERTa family")
+def test_bertkit_loads_the_converted_model(tmp_path: Path):
+    """bertkit's own RoBERTa reads the directory and gives fairseq's logits, padded batch included."""
+    out = convert_fairseq_roberta(SAPIENS_MODELS / "checkpoint_vh.pt", SAPIENS_MODELS / "dict.txt", tmp_path / "vh")
+    raw = load_raw(SAPIENS_MODELS / "checkpoint_vh.pt")
+    tokens = fairseq_tokens(HEAVY, SAPIENS_MODELS / "dict.txt")
+    real = tokens.ne(1)
+    with torch.no_grad():
+        expected = fairseq_logits(raw["model"], raw["args"], tokens, torch.float64)
+        exact = bertkit.AutoModelForMaskedLM.from_pretrained(out, dtype=torch.float64).eval()
+        assert (exact(tokens, attention_mask=real.long()).logits - expected).abs()[real].max() < 1e-10
+        logits = bertkit.AutoModelForMaskedLM.from_pretrained(out).eval()(tokens, attention_mask=real.long()).logits
+    assert (logits.double() - expected).abs()[real].max() <= 5e-5  # float32 rounding, as transformers' SDPA
 
 
 @needs_sapiens
@@ -383,7 +400,8 @@ def test_refuses_a_dictionary_that_does_not_fit(tmp_path: Path):
 def test_classification_heads_are_left_out(tmp_path: Path, dict_file: Path, caplog: pytest.LogCaptureFixture):
     args = synthetic_args()
     model = synthetic_model(args)
-    model["encoder.classification_heads.mnli.dense.weight"] = torch.zeros(16, 16)
+    model["classification_heads.mnli.dense.weight"] = torch.zeros(16, 16)
+    model["classification_heads.mnli.out_proj.weight"] = torch.zeros(3, 16)
     with caplog.at_level(logging.WARNING, logger="bertkit"):
         out = convert_fairseq_roberta(write_checkpoint(tmp_path / "ck.pt", model, args), dict_file, tmp_path / "out")
     assert "classification heads ['mnli'] are not converted" in caplog.text
