@@ -28,7 +28,8 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import CheckpointError, _refusal_reason
+from .checkpoint import _refusal_reason
+from .errors import CheckpointError
 from .files import atomic_directory
 
 logger = logging.getLogger("bertkit")
@@ -156,19 +157,19 @@ def read_fairseq_dictionary(file: Path) -> list[str]:
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
-        raise ValueError(f"{file}: not UTF-8 text (byte {e.start}); expected fairseq's dict.txt") from None
+        raise CheckpointError(f"{file}: not UTF-8 text (byte {e.start}); expected fairseq's dict.txt") from None
     for number, line in enumerate(lines, start=1):
         fields = line.rstrip().rsplit(" ", 1)
         overwrite = len(fields) == 2 and fields[1] == "#fairseq:overwrite"
         if overwrite:
             fields = fields[0].rsplit(" ", 1)
         if len(fields) != 2 or not fields[0] or not fields[1].lstrip("-").isdigit():
-            raise ValueError(f"{file}, line {number}: expected 'SYMBOL COUNT [#fairseq:overwrite]', got {line!r}")
+            raise CheckpointError(f"{file}, line {number}: expected 'SYMBOL COUNT [#fairseq:overwrite]', got {line!r}")
         symbol = fields[0]
         if symbol in seen:
             if overwrite:
                 continue
-            raise ValueError(f"{file}, line {number}: symbol {symbol!r} repeats (fairseq refuses it without "
+            raise CheckpointError(f"{file}, line {number}: symbol {symbol!r} repeats (fairseq refuses it without "
                              f"#fairseq:overwrite)")
         seen.add(symbol)
         symbols.append(symbol)

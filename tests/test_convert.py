@@ -324,10 +324,10 @@ def test_dictionary_format(tmp_path: Path):
     file.write_text("A 5\nB 3\nA 1 #fairseq:overwrite\nC D 2\n")
     assert read_fairseq_dictionary(file) == ["<s>", "<pad>", "</s>", "<unk>", "A", "B", "C D"]
     file.write_text("A 5\nB\n")
-    with pytest.raises(ValueError, match=r"dict.txt, line 2: expected 'SYMBOL COUNT"):
+    with pytest.raises(CheckpointError, match=r"dict.txt, line 2: expected 'SYMBOL COUNT"):
         read_fairseq_dictionary(file)
     file.write_text("A 5\nA 3\n")
-    with pytest.raises(ValueError, match=r"line 2: symbol 'A' repeats"):
+    with pytest.raises(CheckpointError, match=r"line 2: symbol 'A' repeats"):
         read_fairseq_dictionary(file)
 
 
