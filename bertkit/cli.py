@@ -249,6 +249,13 @@ def cmd_data(args: argparse.Namespace) -> None:
         print(f"{split:<6}{path}")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from .convert import convert_fairseq_roberta, describe
+
+    output = convert_fairseq_roberta(Path(args.checkpoint), Path(args.dict), Path(args.output), overwrite=args.overwrite)
+    print(f"wrote {output}: Hugging Face RoBERTa masked LM from {args.checkpoint} ({describe(output)})", file=sys.stderr)
+
+
 # --- argument parsing ---
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -350,6 +357,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="directory for train/dev/test files")
     p.add_argument("--overwrite", action="store_true", help="replace files that differ")
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("convert", help="convert another library's checkpoint into a Hugging Face directory")
+    formats = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    q = formats.add_parser("fairseq-roberta", help="a fairseq RoBERTa masked LM (checkpoint .pt + dict.txt), "
+                           "read without unpickling code")
+    q.add_argument("checkpoint", metavar="CHECKPOINT", help="fairseq checkpoint file (e.g. checkpoint_best.pt)")
+    q.add_argument("--dict", required=True, metavar="FILE", help="the dict.txt the model was trained with")
+    q.add_argument("--output", required=True, metavar="DIR", help="directory to write: config.json, "
+                   "model.safetensors, tokenizer files")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    q.set_defaults(func=cmd_convert)
 
     from .cli_pretrain import add_pretrain_commands
     from .cli_tasks import add_task_commands

