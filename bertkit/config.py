@@ -160,7 +160,10 @@ class EncoderConfig:
             defaults = families.family_of(overrides.get("model_type", "bert")).config_defaults
         except families.UnknownFamilyError as e:
             raise ConfigError(str(e)) from None
-        return cls(**{**defaults, **PRESETS[name], **overrides})
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = {k: v for k, v in defaults.items() if k not in known}  # e.g. RoBERTa's bos / eos token ids
+        fields = {k: v for k, v in defaults.items() if k in known}
+        return cls(**{**fields, **PRESETS[name], **overrides, "extra": {**extra, **overrides.get("extra", {})}})
 
     def task_settings(self, task: str) -> dict[str, Any]:
         """What `bertkit finetune TASK` saved under config.json's "bertkit" key (without "task"), or {}

@@ -200,7 +200,7 @@ def load(model_dir: str | os.PathLike, backend: str = "onnx", threads: int | Non
 class OnnxBiEncoder:
     """What similarity's predict/evaluate use of a `BiEncoder` (its encoder and settings), on an ONNX graph."""
 
-    bert: OnnxModel
+    base_model: OnnxModel  # the encoder, as `BiEncoder.base_model`
     settings: Any  # tasks.similarity.SimilaritySettings
     config: EncoderConfig
 

@@ -20,26 +20,41 @@ from test_classify import finetune_args, sentiment_rows, write_csv
 transformers = pytest.importorskip("transformers")
 
 SIZES = dict(vocab_size=5 + len(WORDS), max_position_embeddings=64)
+CORPUS = " ".join(WORDS).replace("##", "") + " . the cat sat . not a good film . a great big dog ran away ."
 FAMILIES = {
+    # vocab_size: the byte-level BPE vocabulary trained below (its 256 bytes, 5 specials and a few merges).
+    "roberta": lambda: transformers.RobertaConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2,
+                                                  num_attention_heads=4, intermediate_size=37, type_vocab_size=1,
+                                                  max_position_embeddings=66, pad_token_id=1),
     "electra": lambda: transformers.ElectraConfig(**SIZES, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                                                   num_attention_heads=4, intermediate_size=37),
     "distilbert": lambda: transformers.DistilBertConfig(**SIZES, dim=32, n_layers=2, n_heads=4, hidden_dim=37),
 }
-MASKED_LM = {"electra": "ElectraForMaskedLM", "distilbert": "DistilBertForMaskedLM"}
-LEARNING_RATE = {"electra": "1e-2", "distilbert": "1e-2"}
-CLASSIFIER = {"electra": "ElectraForSequenceClassification", "distilbert": "DistilBertForSequenceClassification"}
+MASKED_LM = {"electra": "ElectraForMaskedLM", "distilbert": "DistilBertForMaskedLM", "roberta": "RobertaForMaskedLM"}
+MASK = {"electra": "[MASK]", "distilbert": "[MASK]", "roberta": "<mask>"}
+LEARNING_RATE = {"electra": "1e-2", "distilbert": "1e-2", "roberta": "1e-2"}
+CLASSIFIER = {"electra": "ElectraForSequenceClassification", "distilbert": "DistilBertForSequenceClassification",
+              "roberta": "RobertaForSequenceClassification"}
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def family_dir(request, tmp_path_factory) -> tuple[str, Path]:
-    """A random tiny masked LM of the family, saved by transformers with a WordPiece tokenizer."""
+    """A random tiny masked LM of the family, saved by transformers with a WordPiece tokenizer (a byte-level BPE
+    one trained by bertkit for RoBERTa)."""
     family = request.param
     root = tmp_path_factory.mktemp(family)
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    if family == "roberta":
+        (root / "corpus.txt").write_text((CORPUS + "\n") * 20)
+        tokenizer = Tokenizer.train([root / "corpus.txt"], kind="bpe", vocab_size=300, show_progress=False)
+    else:
+        vocab = root / "vocab.txt"
+        vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+        tokenizer = Tokenizer.from_vocab(vocab)
+    config = FAMILIES[family]()
+    config.vocab_size = tokenizer.vocab_size
     torch.manual_seed(0)
-    getattr(transformers, MASKED_LM[family])(FAMILIES[family]()).save_pretrained(root / "model")
-    Tokenizer.from_vocab(vocab).save_pretrained(root / "model")
+    getattr(transformers, MASKED_LM[family])(config).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
     return family, root / "model"
 
 
@@ -84,12 +99,13 @@ def test_embed_matches_transformers_mean_pooling(family_dir, tmp_path: Path) -> 
 
 
 def test_fill_mask_matches_transformers(family_dir, capsys) -> None:
-    _, model_dir = family_dir
-    assert main(["fill-mask", str(model_dir), "the cat [MASK] on the mat", "--top-k", "3", "--json"]) == 0
+    family, model_dir = family_dir
+    text = f"the cat {MASK[family]} on the mat"
+    assert main(["fill-mask", str(model_dir), text, "--top-k", "3", "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)["predictions"]
     theirs = transformers.AutoModelForMaskedLM.from_pretrained(model_dir).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    batch = tokenizer(["the cat [MASK] on the mat"], return_tensors="pt")
+    batch = tokenizer([text], return_tensors="pt")
     with torch.no_grad():
         logits = theirs(**batch).logits[0, batch["input_ids"][0].tolist().index(tokenizer.mask_token_id)]
     probs = logits.softmax(-1)
