@@ -135,3 +135,57 @@ def test_nsp_on_a_family_without_a_pair_head_is_refused(tmp_path: Path, capsys) 
     assert main(["pretrain", "--corpus", str(corpus), "--output", str(tmp_path / "out"), "--family", "roberta",
                  "--objective", "nsp", "--steps", "1", "--quiet"]) == 2
     assert "RoBERTa has no sentence-pair head; pretrain it with --objective mlm" in capsys.readouterr().err
+
+
+TASK_CLASS = {"ner": "ForTokenClassification", "qa": "ForQuestionAnswering", "multiple-choice": "ForMultipleChoice"}
+PREFIX = {"roberta": "Roberta", "distilbert": "DistilBert", "electra": "Electra"}
+
+
+def task_files(task: str, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """(train, dev, extra finetune options) for a task, from the task tests' generators."""
+    import test_multiple_choice
+    import test_ner
+    import test_qa
+    import test_similarity
+
+    if task == "ner":
+        return test_ner.write_conll(tmp_path / "t.conll", 40, 0), test_ner.write_conll(tmp_path / "d.conll", 10, 1), []
+    if task == "qa":
+        return (test_qa.write_json(tmp_path / "t.json", test_qa.synthetic_squad(32, 0)),
+                test_qa.write_json(tmp_path / "d.json", test_qa.synthetic_squad(8, 1)),
+                ["--doc-stride", "8", "--max-query-length", "8"])
+    if task == "similarity":
+        return (test_similarity.write_jsonl(tmp_path / "t.jsonl", test_similarity.pairs(48, 0, scored=True)),
+                test_similarity.write_jsonl(tmp_path / "d.jsonl", test_similarity.pairs(16, 1, scored=True)), [])
+    return (test_multiple_choice.write_swag(tmp_path / "t.csv", test_multiple_choice.swag_rows(32, 0)),
+            test_multiple_choice.write_swag(tmp_path / "d.csv", test_multiple_choice.swag_rows(8, 1)), [])
+
+
+@pytest.mark.parametrize("task", ["ner", "qa", "similarity", "multiple-choice"])
+def test_every_task_finetunes_and_transformers_loads_it(family_dir, task: str, tmp_path: Path, capsys) -> None:
+    family, model_dir = family_dir
+    train, dev, extra = task_files(task, tmp_path)
+    out = tmp_path / task
+    assert main(["finetune", task, "--model", str(model_dir), "--train", str(train), "--eval", str(dev), "--output",
+                 str(out), "--max-length", "32", "--epochs", "1", "--batch-size", "16", "--lr", "1e-3", "--seed", "0",
+                 "--quiet", *extra]) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(out), "--data", str(dev)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    metric = {"ner": "f1", "qa": "f1", "similarity": "spearman", "multiple-choice": "accuracy"}[task]
+    assert metrics["task"] == task and metrics[metric] == pytest.approx(summary[f"eval_{metric}"], abs=1e-6)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == family
+    if task == "similarity":  # an encoder plus sentence-transformers' files: sentence-transformers reads it
+        sentence_transformers = pytest.importorskip("sentence_transformers")
+        texts = ["a good cat", "an awful film"]
+        (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+        assert main(["embed", str(out), "--input", str(tmp_path / "texts.txt"), "--output", str(tmp_path / "e.npy"),
+                     "--quiet"]) == 0
+        theirs = sentence_transformers.SentenceTransformer(str(out), device="cpu").encode(texts)
+        assert_close(torch.from_numpy(np.load(tmp_path / "e.npy")), torch.from_numpy(theirs), atol=1e-5, rtol=1e-5)
+        return
+    architecture = PREFIX[family] + TASK_CLASS[task]
+    assert config["architectures"] == [architecture]
+    _, info = getattr(transformers, architecture).from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
