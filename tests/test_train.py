@@ -63,12 +63,12 @@ def _torchrun(out: Path, batch_size: int, grad_accum: int, *flags: str, check: b
     return torchrun(str(HELPER), str(out), str(batch_size), str(grad_accum), *flags, check=check).returncode
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_two_processes_equal_one_process_with_accumulation(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize("mode,family", [("ddp", "bert"), ("fsdp", "bert"), ("ddp", "distilbert"), ("fsdp", "electra")])
+def test_two_processes_equal_one_process_with_accumulation(tmp_path: Path, mode: str, family: str) -> None:
     single = tmp_path / "single"
-    subprocess.run([sys.executable, str(HELPER), str(single), "8", "2"], check=True, timeout=300)
+    subprocess.run([sys.executable, str(HELPER), str(single), "8", "2", f"family={family}"], check=True, timeout=300)
     parallel = tmp_path / mode
-    _torchrun(parallel, 8, 1, *(["fsdp"] if mode == "fsdp" else []))
+    _torchrun(parallel, 8, 1, f"family={family}", *(["fsdp"] if mode == "fsdp" else []))
     a = torch.load(single / "final_state.pt", weights_only=True)
     b = torch.load(parallel / "final_state.pt", weights_only=True)
     assert a.keys() == b.keys()

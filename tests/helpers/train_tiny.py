@@ -1,6 +1,8 @@
 """Trains a tiny classifier on synthetic data; run directly or under torchrun (used by test_train.py).
 
-usage: train_tiny.py OUTPUT_DIR BATCH_SIZE GRAD_ACCUM [resume] [fsdp] [kill-at-eval=N]
+usage: train_tiny.py OUTPUT_DIR BATCH_SIZE GRAD_ACCUM [resume] [fsdp] [kill-at-eval=N] [family=MODEL_TYPE]
+
+family=electra: ELECTRA with 16-wide embeddings projected to 32; family=distilbert: no token types.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from bertkit.tasks.classify import evaluate  # noqa: E402
 from bertkit.train import TrainArgs, fit, seed_everything  # noqa: E402
 
 
-def synthetic(n: int, seed: int) -> list[dict]:
+def synthetic(n: int, seed: int, token_types: bool = True) -> list[dict]:
     """Label 1 texts draw cue tokens from 10..12, label 0 from 20..22, amid random filler; lengths vary."""
     rng = random.Random(seed)
     features = []
@@ -27,16 +29,20 @@ def synthetic(n: int, seed: int) -> list[dict]:
         body = [rng.choice([10, 11, 12] if label else [20, 21, 22]) if rng.random() < 0.5 else rng.randint(30, 90)
                 for _ in range(rng.randint(3, 12))]
         ids = [2, *body, 3]
-        features.append({"input_ids": ids, "token_type_ids": [0] * len(ids), "labels": label})
+        features.append({"input_ids": ids, "labels": label, **({"token_type_ids": [0] * len(ids)} if token_types else {})})
     return features
 
 
 def main(output: str, batch_size: int, grad_accum: int, resume: bool = False, kill_at_eval: int = 0,
-         dropout: float = 0.1, epochs: float = 2.0, fsdp: bool = False) -> BertForSequenceClassification:
-    train, dev = synthetic(400, seed=0), synthetic(100, seed=1)
+         dropout: float = 0.1, epochs: float = 2.0, fsdp: bool = False,
+         family: str = "bert") -> BertForSequenceClassification:
+    shapes = {"bert": {}, "electra": {"embedding_size": 16}, "distilbert": {"type_vocab_size": 0}}[family]
+    config = tiny_config(model_type=family, num_labels=2, hidden_dropout_prob=dropout,
+                         attention_probs_dropout_prob=dropout, **shapes)
+    token_types = config.family.token_types
+    train, dev = synthetic(400, seed=0, token_types=token_types), synthetic(100, seed=1, token_types=token_types)
     seed_everything(0)
-    model = BertForSequenceClassification(tiny_config(num_labels=2, hidden_dropout_prob=dropout,
-                                                      attention_probs_dropout_prob=dropout))
+    model = BertForSequenceClassification(config)
     evaluations = {"n": 0}
 
     def run_eval(m):
@@ -61,9 +67,10 @@ if __name__ == "__main__":
 
     out, bs, accum, flags = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
     kill = [int(f.split("=")[1]) for f in flags if f.startswith("kill-at-eval=")]
+    family = next((f.split("=")[1] for f in flags if f.startswith("family=")), "bert")
     try:
         model = main(out, bs, accum, resume="resume" in flags, dropout=0.0, fsdp="fsdp" in flags,
-                     kill_at_eval=kill[0] if kill else 0)
+                     kill_at_eval=kill[0] if kill else 0, family=family)
     except KeyboardInterrupt:
         sys.exit(130)
     assert parallel.is_sharded(model) == ("fsdp" in flags and int(os.environ.get("WORLD_SIZE", "1")) > 1)
