@@ -141,18 +141,20 @@ def test_sapiens_logits_match_fairseq(tmp_path: Path, chain: str, sequences: lis
 
 
 @needs_sapiens
-@pytest.mark.skipif(not hasattr(bertkit, "AutoModelForMaskedLM"), reason="this bertkit has no RoBERTa family")
 def test_bertkit_loads_the_converted_model(tmp_path: Path):
-    """bertkit's own RoBERTa reads the directory and gives fairseq's logits, padded batch included."""
+    """bertkit's own tokenizer and RoBERTa read the directory: fairseq's ids and logits, padded batch included."""
     out = convert_fairseq_roberta(SAPIENS_MODELS / "checkpoint_vh.pt", SAPIENS_MODELS / "dict.txt", tmp_path / "vh")
     raw = load_raw(SAPIENS_MODELS / "checkpoint_vh.pt")
     tokens = fairseq_tokens(HEAVY, SAPIENS_MODELS / "dict.txt")
+    batch = bertkit.Tokenizer.from_pretrained(out)(HEAVY)
+    assert torch.equal(batch.input_ids, tokens) and torch.equal(batch.attention_mask, tokens.ne(1).long())
     real = tokens.ne(1)
     with torch.no_grad():
         expected = fairseq_logits(raw["model"], raw["args"], tokens, torch.float64)
         exact = bertkit.AutoModelForMaskedLM.from_pretrained(out, dtype=torch.float64).eval()
-        assert (exact(tokens, attention_mask=real.long()).logits - expected).abs()[real].max() < 1e-10
-        logits = bertkit.AutoModelForMaskedLM.from_pretrained(out).eval()(tokens, attention_mask=real.long()).logits
+        assert (exact(batch.input_ids, attention_mask=batch.attention_mask).logits - expected).abs()[real].max() < 1e-10
+        model = bertkit.AutoModelForMaskedLM.from_pretrained(out).eval()
+        logits = model(batch.input_ids, attention_mask=batch.attention_mask).logits
     assert (logits.double() - expected).abs()[real].max() <= 5e-5  # float32 rounding, as transformers' SDPA
 
 
