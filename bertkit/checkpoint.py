@@ -199,6 +199,8 @@ def load_weights(model: CheckpointModel, state: dict[str, torch.Tensor], source:
             )
     if assign:
         state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
+    missing = [k for k in expected if k not in state and k not in tied]
+    _refuse_encoder_mismatch(model, missing, [k for k in state if k not in expected], source)
     result = model.load_state_dict(state, strict=False, assign=assign)
     report = LoadReport(missing=[k for k in result.missing_keys if k not in tied], unexpected=list(result.unexpected_keys))
     if report.missing:
@@ -210,6 +212,33 @@ def load_weights(model: CheckpointModel, state: dict[str, torch.Tensor], source:
         logger.info("%s: %d checkpoint weights unused by %s: %s", source, len(report.unexpected),
                     type(model).__name__, _abbreviate(report.unexpected))
     return report
+
+
+_LAYER_INDEX = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+def _refuse_encoder_mismatch(model: CheckpointModel, missing: list[str], unexpected: list[str], source: str) -> None:
+    """A file whose encoder is not the one config.json describes (more or fewer layers, a part it lacks or has
+    extra) is refused, naming the first differences. Only a task head may be new (initialised, with a warning) or
+    left over (another head's), and the pooler, which bare encoders are often saved without."""
+    prefix = f"{model.base_model_prefix}."
+
+    def in_encoder(key: str) -> bool:
+        return key.removeprefix(prefix).startswith(("embeddings.", "embeddings_project.", "encoder."))
+
+    lacking, extra = [k for k in missing if in_encoder(k)], [k for k in unexpected if in_encoder(k)]
+    if not lacking and not extra:
+        return
+    layers = {name: sorted({int(m.group(1)) for k in keys for m in [_LAYER_INDEX.search(k)] if m})
+              for name, keys in (("file", [*extra, *(k for k in model.state_dict() if in_encoder(k) and k not in missing)]),
+                                 ("config", [k for k in model.state_dict() if in_encoder(k)]))}
+    depth = ""
+    if layers["file"] and layers["config"] and layers["file"][-1] != layers["config"][-1]:
+        depth = (f"; config.json has num_hidden_layers={layers['config'][-1] + 1}, the weights hold "
+                 f"{layers['file'][-1] + 1} layers")
+    parts = [f"the weights have {len(extra)} encoder tensors the model lacks ({_abbreviate(extra, 3)})" if extra else "",
+             f"the model has {len(lacking)} encoder tensors the weights lack ({_abbreviate(lacking, 3)})" if lacking else ""]
+    raise CheckpointError(f"{source}: config.json does not match the weights: {'; '.join(p for p in parts if p)}{depth}")
 
 
 class _NoRandomFill(TorchFunctionMode):
@@ -290,6 +319,24 @@ def model_tokenizer(model_dir: str | os.PathLike) -> Tokenizer:
     directory whose tokenizer files are BERT's); elsewhere the tokenizer files decide, as in transformers."""
     from .tokenizer import Tokenizer
 
-    takes_types = (load_config(model_dir).family.token_types
-                   if (Path(model_dir) / CONFIG_NAME).is_file() else True)
-    return Tokenizer.from_pretrained(model_dir, token_type_ids=None if takes_types else False)
+    if not (Path(model_dir) / CONFIG_NAME).is_file():
+        return Tokenizer.from_pretrained(model_dir)
+    config = load_config(model_dir)
+    tokenizer = Tokenizer.from_pretrained(model_dir, token_type_ids=None if config.family.token_types else False)
+    check_tokenizer_fits(tokenizer, config, Path(model_dir))
+    return tokenizer
+
+
+# A tokenizer with fewer than this share of the model's rows most likely belongs to another model.
+_FEW_TOKENS = 0.5
+
+
+def check_tokenizer_fits(tokenizer: Tokenizer, config: EncoderConfig, source: Path) -> None:
+    """Refuse a tokenizer whose ids run past the model's embedding rows (an IndexError when a rare token turns
+    up); warn about one that uses far fewer of them (most likely another model's vocabulary)."""
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(f"{source}: the tokenizer has {tokenizer.vocab_size} tokens but the model's "
+                              f"vocab_size is {config.vocab_size} (config.json); they belong to different models")
+    if tokenizer.vocab_size < _FEW_TOKENS * config.vocab_size:
+        logger.warning("%s: the tokenizer has %d tokens, the model %d embedding rows: is it this model's tokenizer?",
+                       source, tokenizer.vocab_size, config.vocab_size)

@@ -68,6 +68,11 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         self._validate()
+        for name in ("id2label", "label2id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{name} must be an object ({'id -> label name' if name == 'id2label' else 'label name -> id'}), "
+                                  f"got {type(value).__name__} {value!r:.60}")
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
             if self.num_labels is not None and self.num_labels != len(self.id2label):

@@ -34,9 +34,11 @@ def load_tokenizer(location: packaged.ModelLocation) -> Tokenizer:
     """The tokenizer of a model directory, or of a packaged model whose vocabulary lives beside it."""
     from .tokenizer import Tokenizer
 
-    if location.vocab_file is not None:
-        return Tokenizer.from_vocab(location.vocab_file, lowercase=location.lowercase)
-    return checkpoint.model_tokenizer(location.model_dir)
+    if location.vocab_file is None:
+        return checkpoint.model_tokenizer(location.model_dir)
+    tokenizer = Tokenizer.from_vocab(location.vocab_file, lowercase=location.lowercase)
+    checkpoint.check_tokenizer_fits(tokenizer, checkpoint.load_config(location.model_dir), location.vocab_file)
+    return tokenizer
 
 
 def precision_dtype(precision: str) -> torch.dtype:
