@@ -39,19 +39,22 @@ def cmd_info(args: argparse.Namespace) -> None:
     model_dir = location.model_dir
     config = checkpoint.load_config(model_dir)
     state = checkpoint.read_state_dict(model_dir)
-    tensors = checkpoint.rename_legacy_keys(state)
+    tensors = checkpoint.rename_legacy_keys(config.family.to_bertkit_keys(state, "base"))  # bertkit's names
     n_params = sum(t.numel() for k, t in tensors.items() if not k.endswith("predictions.decoder.weight"))
     weight_files = [p for p in sorted(model_dir.iterdir()) if p.name.endswith((".safetensors", ".bin")) and p.name != "training_args.bin"]
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()})
     has = lambda fragment: any(fragment in k for k in tensors)  # noqa: E731
     heads = [name for name, key in (("pooler", "pooler.dense"), ("masked-LM", "cls.predictions.transform"),
-                                    ("next-sentence", "cls.seq_relationship"), ("classifier", "classifier."),
+                                    ("next-sentence", "cls.seq_relationship"),
+                                    ("replaced-token detection", "discriminator_predictions."), ("classifier", "classifier."),
                                     ("question-answering", "qa_outputs.")) if has(key)]
     tokenizer_files = [n for n in ("tokenizer.json", "vocab.txt") if (model_dir / n).is_file()]
     if location.vocab_file is not None:
         tokenizer_files.append(str(location.vocab_file))
     info = {
         "model": str(model_dir),
+        "family": config.family.name,
+        "model_type": config.model_type,
         "architectures": config.extra.get("architectures", []),
         "layers": config.num_hidden_layers,
         "hidden_size": config.hidden_size,
@@ -60,7 +63,9 @@ def cmd_info(args: argparse.Namespace) -> None:
         "hidden_act": config.hidden_act,
         "vocab_size": config.vocab_size,
         "max_position_embeddings": config.max_position_embeddings,
+        "max_length": config.max_length,
         "type_vocab_size": config.type_vocab_size,
+        "embedding_size": config.embedding_width,
         "parameters": n_params,
         "weights": [{"file": p.name, "bytes": p.stat().st_size} for p in weight_files],
         "dtype": dtypes,
@@ -74,11 +79,13 @@ def cmd_info(args: argparse.Namespace) -> None:
     size = sum(w["bytes"] for w in info["weights"])
     rows = [
         ("model", info["model"]),
+        ("family", f"{config.family.name} (model_type {config.model_type})"),
         ("architecture", ", ".join(info["architectures"]) or "(not recorded)"),
         ("encoder", f"{config.num_hidden_layers} layers, hidden {config.hidden_size}, {config.num_attention_heads} heads "
                     f"of {config.head_dim}, feed-forward {config.intermediate_size}, {config.hidden_act}"),
-        ("inputs", f"vocabulary {config.vocab_size}, up to {config.max_position_embeddings} positions, "
-                   f"{config.type_vocab_size} segment types"),
+        ("inputs", f"vocabulary {config.vocab_size}, up to {config.max_length} tokens, "
+                   f"{config.type_vocab_size or 'no'} segment types"
+                   + (f", embeddings of width {config.embedding_width}" if config.embedding_width != config.hidden_size else "")),
         ("parameters", f"{n_params:,} ({n_params / 1e6:.1f}M)"),
         ("weights", f"{', '.join(w['file'] for w in info['weights'])}: {size / 1e6:.1f} MB, {'/'.join(dtypes)}"),
         ("heads", ", ".join(heads) or "none (bare encoder)"),

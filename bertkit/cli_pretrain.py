@@ -30,14 +30,14 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def _pretrain_args(args: argparse.Namespace) -> tuple[Any, Any]:
     from .masking import MaskingSettings
-    from .pretrain import PretrainArgs
+    from .pretrain import PretrainArgs, default_objective
     from .pretraining_data import ExampleSettings
 
     optional = lambda value: Path(value) if value else None  # noqa: E731
     pretrain_args = PretrainArgs(
         corpus=[Path(f) for f in args.corpus or ()], data=optional(args.data), tokenizer=optional(args.tokenizer),
         init_from=optional(args.init_from), preset=args.preset, family=args.family, vocab_size=args.vocab_size, cased=args.cased,
-        examples=ExampleSettings(objective=args.objective or ("nsp" if args.family == "bert" else "mlm"),
+        examples=ExampleSettings(objective=args.objective or default_objective(args.family, optional(args.init_from)),
                                  max_length=args.max_length, short_seq_prob=args.short_seq_prob),
         masking=MaskingSettings(probability=args.mask_prob, max_predictions=args.max_predictions,
                                 whole_word=args.whole_word_mask),
@@ -92,7 +92,7 @@ def add_pretrain_commands(sub: Any) -> None:
     task = p.add_argument_group("examples and masking")
     task.add_argument("--objective", choices=OBJECTIVES, default=None,
                       help="nsp: BERT's next-sentence prediction; sop: ALBERT's sentence order; mlm: masked LM only "
-                           "(default: nsp for BERT, mlm for the others)")
+                           "(default: nsp for BERT, mlm for the others; --init-from: as its family)")
     task.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
     task.add_argument("--short-seq-prob", type=float, default=0.1, help="share of shorter examples (default 0.1)")
     task.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens to predict (default 0.15)")

@@ -42,8 +42,7 @@ class EmbeddingSettings:
         settings = cls()
         pooling_file = model_dir / "1_Pooling" / "config.json"
         if pooling_file.is_file():
-            pooling = json.loads(pooling_file.read_text(encoding="utf-8"))
-            settings.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+            settings.pooling = _declared_pooling(json.loads(pooling_file.read_text(encoding="utf-8")))
         modules_file = model_dir / "modules.json"
         if modules_file.is_file():
             modules = json.loads(modules_file.read_text(encoding="utf-8"))
@@ -54,6 +53,21 @@ class EmbeddingSettings:
         return settings
 
 
+# sentence-transformers' pooling names (6.x: "pooling_mode": NAME; before: "pooling_mode_NAME": true) -> bertkit's.
+_ST_POOLINGS = {"cls": "cls", "cls_token": "cls", "mean": "mean", "mean_tokens": "mean"}
+_ST_POOLING_FLAGS = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens",
+                     "lasttoken")
+
+
+def _declared_pooling(declared: dict) -> str:
+    """The pooling a sentence-transformers 1_Pooling/config.json declares, in either of its formats. One bertkit
+    does not compute (max, last token, ...) keeps its name, so that embedding with it fails (never a silent mean)
+    unless another pooling is chosen."""
+    mode = declared.get("pooling_mode") or next(
+        (flag for flag in _ST_POOLING_FLAGS if declared.get(f"pooling_mode_{flag}")), "mean_tokens")
+    return _ST_POOLINGS.get(mode, mode)
+
+
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """(B, T, H) hidden states -> (B, H) sentence vectors."""
     if pooling == "cls":
@@ -61,7 +75,8 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     if pooling == "mean":
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-    raise ValueError(f"pooling={pooling!r} must be one of {POOLINGS}")
+    raise ValueError(f"pooling {pooling!r} is not supported; bertkit pools by {' or '.join(POOLINGS)} "
+                     "(choose one with --pooling)")
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int,

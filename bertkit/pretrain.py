@@ -165,6 +165,13 @@ def _model(args: PretrainArgs, tokenizer: Tokenizer, seed: int) -> PreTrainedMod
     return cls(config)
 
 
+def default_objective(model_type: str, init_from: Path | None = None) -> str:
+    """BERT's next-sentence prediction where the family has a pair head (BERT), else masked LM alone (RoBERTa,
+    DistilBERT, ELECTRA's generator); for --init-from, as the family of the model continued."""
+    family = checkpoint.load_config(init_from).family if init_from is not None else family_of(model_type)
+    return "nsp" if "pretraining" in family.architectures else "mlm"
+
+
 def fresh_family_fields(model_type: str, pad_token_id: int) -> dict[str, Any]:
     """The fields that make a fresh preset-sized model of this family: its token types, and 512 usable positions
     (RoBERTa's table is longer by pad_token_id + 1, as roberta-base's 514)."""

@@ -189,3 +189,38 @@ def test_every_task_finetunes_and_transformers_loads_it(family_dir, task: str, t
     assert config["architectures"] == [architecture]
     _, info = getattr(transformers, architecture).from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+
+
+def test_embed_reads_a_sentence_transformers_directory_of_the_family(family_dir, tmp_path: Path) -> None:
+    """What sentence-transformers saves around a family's encoder (CLS pooling, Normalize), bertkit embeds alike."""
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from sentence_transformers import models
+
+    _, model_dir = family_dir
+    encoder = models.Transformer(str(model_dir), max_seq_length=24)
+    pooling = models.Pooling(encoder.get_word_embedding_dimension(), pooling_mode="cls")
+    st = sentence_transformers.SentenceTransformer(modules=[encoder, pooling, models.Normalize()], device="cpu")
+    st.save(str(tmp_path / "st"))
+    texts = ["the cat sat on the mat", "a big dog ran away", "not a good film ."]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    assert main(["embed", str(tmp_path / "st"), "--input", str(tmp_path / "texts.txt"), "--output",
+                 str(tmp_path / "e.npy"), "--quiet"]) == 0
+    assert_close(torch.from_numpy(np.load(tmp_path / "e.npy")), torch.from_numpy(st.encode(texts)), atol=1e-5, rtol=1e-5)
+
+
+def test_a_declared_pooling_bertkit_does_not_compute_is_refused_unless_overridden(family_dir, tmp_path: Path,
+                                                                                   capsys) -> None:
+    _, model_dir = family_dir
+    st = tmp_path / "st"
+    bertkit_model = __import__("bertkit").AutoModel.from_pretrained(model_dir)
+    bertkit_model.save_pretrained(st, tokenizer=Tokenizer.from_pretrained(model_dir))
+    (st / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "x.Transformer"},
+                                                 {"idx": 1, "name": "1", "path": "1_Pooling", "type": "x.Pooling"}]))
+    (st / "1_Pooling").mkdir()
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "max"}))
+    (tmp_path / "t.txt").write_text("good film\n")
+    command = ["embed", str(st), "--input", str(tmp_path / "t.txt"), "--output", str(tmp_path / "e.npy"), "--quiet"]
+    assert main(command) == 2
+    assert "pooling 'max' is not supported; bertkit pools by mean or cls (choose one with --pooling)" in \
+        capsys.readouterr().err
+    assert main([*command, "--pooling", "mean"]) == 0
