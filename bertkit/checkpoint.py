@@ -15,7 +15,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -120,22 +120,31 @@ def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_torch_bin(file: Path) -> dict[str, torch.Tensor]:
-    try:
-        # weights_only=True: the unpickler only rebuilds tensors and plain containers, so a
-        # payload (os.system, eval, ...) hidden in the file is refused, never executed.
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e):  # not a refusal: the pickle stream itself is broken
-            raise CheckpointError(f"{file}: not a readable PyTorch weight file, perhaps truncated or corrupt ({e})") from None
-        raise CheckpointError(
-            f"{file}: refused to load; the file asks to run or build something other than tensors "
-            f"(bertkit loads .bin files with weights_only=True). Details: {_refusal_reason(str(e))}"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{file}: not a readable PyTorch weight file, perhaps truncated or corrupt ({e})") from None
+    state = safe_torch_load(file, "PyTorch weight file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{file}: expected a dict of tensors (a state dict), got {type(state).__name__}")
     return state
+
+
+def safe_torch_load(file: Path, what: str, allowed: Sequence[type] = ()) -> Any:
+    """`torch.load(weights_only=True)`, with `allowed` classes beside tensors and plain containers: the unpickler
+    only rebuilds those, so a payload (os.system, eval, ...) hidden in the file is refused, never executed.
+    Errors name the file and say whether it was refused or is unreadable (`what`: the kind of file, for them)."""
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = _refusal_reason(str(e))
+        # Not a refusal of a class: the pickle stream itself is broken, or holds opcodes no torch.save writes.
+        if "Weights only load failed" not in str(e) or reason.startswith("Unsupported operand"):
+            raise CheckpointError(f"{file}: not a readable {what}, perhaps truncated or corrupt ({reason})") from None
+        besides = "".join(f", {cls.__module__}.{cls.__qualname__}" for cls in allowed)
+        raise CheckpointError(
+            f"{file}: refused to load; the file asks to run or build something other than tensors, plain "
+            f"containers{besides} (bertkit loads a {what} with weights_only=True). Details: {reason}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{file}: not a readable {what}, perhaps truncated or corrupt ({e})") from None
 
 
 def _refusal_reason(message: str) -> str:

@@ -18,9 +18,7 @@ import json
 import logging
 import math
 import os
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,7 +26,7 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import _refusal_reason
+from .checkpoint import safe_torch_load
 from .errors import CheckpointError
 from .files import atomic_directory
 
@@ -111,21 +109,7 @@ def load_fairseq_checkpoint(file: Path) -> dict[str, Any]:
     """The checkpoint's top-level dict, unpickled with `weights_only=True` and only `argparse.Namespace` allowed."""
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such checkpoint file")
-    try:
-        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
-            raw = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = _refusal_reason(str(e))
-        # Not a refusal of a class: the stream itself is broken, or holds opcodes no torch.save writes.
-        if "Weights only load failed" not in str(e) or reason.startswith("Unsupported operand"):
-            raise CheckpointError(f"{file}: not a readable PyTorch checkpoint, perhaps truncated or corrupt "
-                                  f"({reason})") from None
-        raise CheckpointError(
-            f"{file}: refused to load; the file asks to build something other than tensors, plain containers and "
-            f"argparse.Namespace (loaded with weights_only=True). Details: {reason}"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{file}: not a readable PyTorch checkpoint, perhaps truncated or corrupt ({e})") from None
+    raw = safe_torch_load(file, "PyTorch checkpoint", ALLOWED_GLOBALS)
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), Mapping):
         found = sorted(raw)[:8] if isinstance(raw, dict) else type(raw).__name__
         raise CheckpointError(f"{file}: not a fairseq checkpoint (expected a dict with a 'model' state dict; found {found})")
