@@ -209,3 +209,18 @@ def test_config_round_trips_in_the_family_names() -> None:
                  "qa_dropout", "pad_token_id", "max_position_embeddings"):
         assert written[name] == hf[name], name
     assert "hidden_size" not in written and "type_vocab_size" not in written
+
+
+@pytest.mark.parametrize("case", ["roberta", "distilbert", "electra"])
+def test_a_batch_equals_each_input_alone(case: str) -> None:
+    """Batch invariance: padding a sequence next to longer ones changes none of its real positions' outputs
+    (RoBERTa's positions are counted per row, so they do not move either)."""
+    config = EncoderConfig.from_dict(CASES[case]().to_dict())
+    torch.manual_seed(5)
+    model = MODEL_FOR_HEAD["masked-lm"](config).eval().double()
+    inputs = batch(config, "masked-lm", seed=6)
+    with torch.no_grad():
+        together = model(**inputs).logits
+        for row, length in enumerate(inputs["attention_mask"].sum(1).tolist()):
+            alone = model(**{k: v[row:row + 1, :length] for k, v in inputs.items()}).logits[0]
+            assert_close(together[row, :length], alone, atol=1e-9, rtol=1e-9)
