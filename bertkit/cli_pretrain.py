@@ -28,17 +28,28 @@ def cmd_prepare(args: argparse.Namespace) -> None:
                       "tokens": stats.tokens, "shards": stats.shards}))
 
 
+def _example_settings(args: argparse.Namespace, init_from: Path | None) -> Any:
+    """--objective and --packing, with the family's defaults: RoBERTa packs FULL-SENTENCES for its masked LM."""
+    from .pretrain import default_objective
+    from .pretraining_data import ExampleSettings
+
+    objective = args.objective or default_objective(args.family, init_from)
+    packing = args.packing or ("full-sentences" if objective == "mlm" and args.family == "roberta" else "doc-sentences")
+    if packing == "full-sentences" and objective != "mlm":
+        raise UsageError(f"--packing full-sentences is for --objective mlm; {objective} makes its own pairs")
+    return ExampleSettings(objective=objective, max_length=args.max_length, short_seq_prob=args.short_seq_prob,
+                           cross_documents=packing == "full-sentences")
+
+
 def _pretrain_args(args: argparse.Namespace) -> tuple[Any, Any]:
     from .masking import MaskingSettings
-    from .pretrain import PretrainArgs, default_objective
-    from .pretraining_data import ExampleSettings
+    from .pretrain import PretrainArgs
 
     optional = lambda value: Path(value) if value else None  # noqa: E731
     pretrain_args = PretrainArgs(
         corpus=[Path(f) for f in args.corpus or ()], data=optional(args.data), tokenizer=optional(args.tokenizer),
         init_from=optional(args.init_from), preset=args.preset, family=args.family, vocab_size=args.vocab_size, cased=args.cased,
-        examples=ExampleSettings(objective=args.objective or default_objective(args.family, optional(args.init_from)),
-                                 max_length=args.max_length, short_seq_prob=args.short_seq_prob),
+        examples=_example_settings(args, optional(args.init_from)),
         masking=MaskingSettings(probability=args.mask_prob, max_predictions=args.max_predictions,
                                 whole_word=args.whole_word_mask),
         static_masking=args.static_masking, eval_fraction=args.eval_fraction,
@@ -93,6 +104,9 @@ def add_pretrain_commands(sub: Any) -> None:
     task.add_argument("--objective", choices=OBJECTIVES, default=None,
                       help="nsp: BERT's next-sentence prediction; sop: ALBERT's sentence order; mlm: masked LM only "
                            "(default: nsp for BERT, mlm for the others; --init-from: as its family)")
+    task.add_argument("--packing", choices=("doc-sentences", "full-sentences"), default=None,
+                      help="mlm: runs of sentences that stop at the end of a document, or go on into the next "
+                           "(RoBERTa's FULL-SENTENCES; the default for --family roberta)")
     task.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
     task.add_argument("--short-seq-prob", type=float, default=0.1, help="share of shorter examples (default 0.1)")
     task.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens to predict (default 0.15)")

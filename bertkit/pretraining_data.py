@@ -1,5 +1,7 @@
 """Pretraining examples from a prepared corpus: BERT's sentence pairs (NSP), ALBERT's sentence order
-(SOP), or RoBERTa-style runs of whole sentences (MLM only).
+(SOP), or RoBERTa's runs of whole sentences (MLM only): DOC-SENTENCES, which stop at the end of a document,
+or FULL-SENTENCES (`cross_documents`), where a run that reaches its document's end goes on into the next one,
+a separator between them (so an example spans at most two documents).
 
 The plan follows Google's create_pretraining_data.py. A document's sentences are gathered into a
 chunk until it reaches the target length (max_length minus the special tokens; with probability
@@ -39,9 +41,12 @@ A0, A1, A_SKIP, A_KEEP, B0, B1, B_SKIP, B_KEEP, LABEL = range(9)
 
 @dataclass(frozen=True)
 class ExampleSettings:
-    objective: str = "nsp"  # nsp (BERT) | sop (ALBERT) | mlm (no sentence task; RoBERTa's doc-sentences)
+    objective: str = "nsp"  # nsp (BERT) | sop (ALBERT) | mlm (no sentence task)
     max_length: int = 128  # tokens per example, special tokens ([CLS], [SEP]s) included
     short_seq_prob: float = 0.1  # share of chunks given a random shorter target length
+    # mlm only: RoBERTa's FULL-SENTENCES, where a run that reaches the end of its document goes on into the next,
+    # a separator between the two (laid out as the tokenizer's pair); off: DOC-SENTENCES, runs stop at the end.
+    cross_documents: bool = False
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -50,11 +55,14 @@ class ExampleSettings:
             raise ValueError(f"max_length={self.max_length} is too short for a sentence pair (at least 8)")
         if not 0.0 <= self.short_seq_prob <= 1.0:
             raise ValueError(f"short_seq_prob={self.short_seq_prob} must lie in [0, 1]")
+        if self.cross_documents and self.objective != "mlm":
+            raise ValueError(f"cross_documents packs runs for mlm only; {self.objective} pairs are its own")
 
     @property
     def pairs(self) -> bool:
-        """Whether examples are two segments (NSP, SOP) rather than one run of sentences."""
-        return self.objective != "mlm"
+        """Whether examples may hold two segments (NSP, SOP; mlm runs that cross a document boundary) rather than
+        one run of sentences."""
+        return self.objective != "mlm" or self.cross_documents
 
     @property
     def specials(self) -> int:
@@ -84,6 +92,7 @@ class _Planner:
         self.lengths = corpus.sentence_lengths
         self.budget = settings.max_length - specials
         self.rows: list[tuple[int, ...]] = []
+        self.carried: tuple[int, int, int, int] | None = None  # cross_documents: a run awaiting the next document
 
     def target(self) -> int:
         if self.rng.random() < self.settings.short_seq_prob:
@@ -117,17 +126,26 @@ class _Planner:
     def document(self, position: int) -> None:
         sentences = self.corpus.document_sentences(int(self.documents[position]))
         objective = self.settings.objective
-        start, i, total, target = sentences.start, sentences.start, 0, self.target()
+        carried, self.carried = self.carried, None
+        start, i, target = sentences.start, sentences.start, self.target()
+        total = carried[3] if carried else 0
         while i < sentences.stop:
             total += int(self.lengths[i])
             if i == sentences.stop - 1 or total >= target:
                 end = i + 1
-                if objective == "mlm":
-                    self.emit((start, end, 0, total), None, -1)
-                else:
+                if objective != "mlm":
                     i = self.pair(position, start, end, target)
+                elif carried is not None:  # the last document's run, then this one's first sentences
+                    self.emit(carried, (start, end, 0, total - carried[3]), -1)
+                    carried = None
+                elif total < target and self.settings.cross_documents and position + 1 < len(self.documents):
+                    self.carried = (start, end, 0, total)  # goes on into the next document
+                else:
+                    self.emit((start, end, 0, total), None, -1)
                 start, total, target = i + 1, 0, self.target()
             i += 1
+        if carried is not None:  # this document had no sentences: the carried run stands alone
+            self.emit(carried, None, -1)
 
     def pair(self, position: int, start: int, end: int, target: int) -> int:
         """Record one NSP/SOP example from sentences [start, end); returns the last sentence consumed."""

@@ -77,6 +77,30 @@ def test_sop_swaps_half_and_mlm_makes_single_segments(prepared) -> None:
     assert (mlm[1:, A0] == mlm[:-1, A1]).all() and mlm[0, A0] == 0 and mlm[-1, A1] == corpus.num_sentences
 
 
+def test_full_sentences_run_on_into_the_next_document(prepared) -> None:
+    """RoBERTa's FULL-SENTENCES: a run that reaches its document's end goes on with the next document's first
+    sentences (B), up to the budget; every sentence is still used once, in order, and nothing is longer."""
+    corpus, _ = prepared
+    settings = ExampleSettings(objective="mlm", max_length=40, short_seq_prob=0.0, cross_documents=True)
+    plan = plan_examples(corpus, np.arange(corpus.num_documents), settings, seed=1)
+    assert (plan[:, LABEL] == -1).all() and (plan[:, A_KEEP] + plan[:, B_KEEP] + 3 <= 40).all()
+    crossing = plan[plan[:, B_KEEP] > 0]
+    assert len(crossing) > 100
+    for row in crossing:
+        assert _document_of(corpus, row[B0]) == _document_of(corpus, row[A1] - 1) + 1  # B: the next document
+        assert row[B0] == corpus.document_offsets[_document_of(corpus, row[B0])]  # from its first sentence
+    segments = [(r[A0], r[A1]) for r in plan] + [(r[B0], r[B1]) for r in crossing]
+    covered = sorted(segments)
+    assert covered[0][0] == 0 and covered[-1][1] == corpus.num_sentences
+    assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))  # each sentence once, none skipped
+    # Full documents fill their examples: far fewer short ones than DOC-SENTENCES leaves at documents' ends.
+    docs = plan_examples(corpus, np.arange(corpus.num_documents), ExampleSettings(objective="mlm", max_length=40,
+                         short_seq_prob=0.0), seed=1)
+    assert len(plan) < len(docs)
+    with pytest.raises(ValueError, match="cross_documents packs runs for mlm only"):
+        ExampleSettings(objective="nsp", cross_documents=True)
+
+
 def test_plans_are_deterministic_and_nsp_needs_two_documents(prepared) -> None:
     corpus, _ = prepared
     settings = ExampleSettings(max_length=40)
