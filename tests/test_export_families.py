@@ -3,9 +3,8 @@ and ELECTRA against PyTorch in ONNX Runtime, the inputs each family's graph take
 graph, INT8 groups found in every family's modules, the backends of predict / evaluate / embed on a DistilBERT
 and an ELECTRA directory, and compiled encoder layers.
 
-RoBERTa is tested at the model level (`export_onnx` on a directory, `OnnxModel` called directly): its byte-level
-BPE tokenizer is another part of bertkit, so its directories here carry the WordPiece test vocabulary, which the
-export copies but nothing here tokenises with."""
+Where nothing tokenises, a directory carries the WordPiece test vocabulary whatever its family (the export copies
+it); the RoBERTa classifier that `predict` and `evaluate` run has a byte-level BPE tokenizer of its own."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ from bertkit.infer import compile_encoder, embed
 from bertkit.onnx_backend import HEADS, ExportError, load
 from bertkit.quantize import Int8Settings, group_of, quantize_onnx, quantize_torch
 
-from conftest import WORDS  # noqa: E402  (tests/ is on sys.path)
+from conftest import BPE_TEXT, WORDS  # noqa: E402  (tests/ is on sys.path)
 from family_models import NON_BERT, build, family_heads, save  # noqa: E402
 import test_classify  # noqa: E402
 
@@ -257,21 +256,20 @@ def with_task(model_dir: Path, settings: dict) -> Path:
     return model_dir
 
 
-def reference_predictions(model_dir: Path, texts: list[str]) -> list[tuple[str, float]]:
-    """(label, probability) per text from the PyTorch classifier, fed as a DistilBERT tokenizer feeds it: ids and
-    attention mask, no token types."""
-    model = bertkit.AutoModelForSequenceClassification.from_pretrained(model_dir)
-    encoded = Tokenizer.from_pretrained(model_dir)(texts, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        probs = model(encoded.input_ids, encoded.attention_mask).logits.softmax(-1)
-    return [(model.config.id2label[int(i)], float(p)) for p, i in zip(*probs.max(-1))]
+@pytest.fixture(scope="module")
+def bpe_tokenizer(tmp_path_factory) -> Tokenizer:
+    """RoBERTa's kind of tokenizer (byte-level BPE, <s> ... </s>, pad id 1, no token types), trained on the
+    conftest paragraphs."""
+    corpus = tmp_path_factory.mktemp("bpe") / "corpus.txt"
+    corpus.write_text(BPE_TEXT * 4, encoding="utf-8")
+    return Tokenizer.train([corpus], kind="bpe", vocab_size=300, min_frequency=1, show_progress=False)
 
 
-def split_classifier(tokenizer: Tokenizer, directory: Path) -> Path:
-    """A random DistilBERT classifier whose bias puts the median of TEXTS on the decision boundary, so that both
-    labels occur, saved as `bertkit finetune classify` saves one."""
-    model = build("distilbert", "sequence-classification", vocab_size=tokenizer.vocab_size,
-                  id2label={0: "neg", 1: "pos"}, **WIDE)
+def split_classifier(family: str, tokenizer: Tokenizer, directory: Path) -> Path:
+    """A random classifier whose bias puts the median of TEXTS on the decision boundary, so that both labels
+    occur, saved as `bertkit finetune classify` saves one."""
+    model = build(family, "sequence-classification", vocab_size=tokenizer.vocab_size, id2label={0: "neg", 1: "pos"},
+                  **WIDE)
     encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         logits = model(encoded.input_ids, encoded.attention_mask).logits
@@ -280,31 +278,37 @@ def split_classifier(tokenizer: Tokenizer, directory: Path) -> Path:
     return with_task(directory, {"task": "classify", "max_length": 32})
 
 
-def test_distilbert_classifier_predicts_and_evaluates_on_onnx(tokenizer: Tokenizer, tmp_path: Path, capsys) -> None:
-    model_dir = split_classifier(tokenizer, tmp_path / "model")
+@pytest.mark.parametrize("family", ["distilbert", "roberta"])
+def test_classifier_predicts_and_evaluates_alike_on_every_backend(family: str, tokenizer: Tokenizer,
+                                                                  bpe_tokenizer: Tokenizer, tmp_path: Path,
+                                                                  capsys) -> None:
+    """A DistilBERT (WordPiece) and a RoBERTa (byte-level BPE) classifier directory, neither of whose tokenizers
+    gives token types: `predict` and `evaluate` agree between PyTorch and its export."""
+    model_dir = split_classifier(family, bpe_tokenizer if family == "roberta" else tokenizer, tmp_path / "model")
     out = tmp_path / "onnx"
     code, _, err = run(capsys, "export", model_dir, "--output", out, "--int8")
     assert code == 0, err
     assert json.loads((out / "export.json").read_text())["inputs"] == ["input_ids", "attention_mask"]
-    expected = reference_predictions(model_dir, TEXTS)
-    assert len({label for label, _ in expected}) == 2  # both labels occur: the comparison means something
-    for backend in ("onnx", "onnx-int8"):
-        code, stdout, err = run(capsys, "predict", out, *TEXTS, "--backend", backend)
-        assert code == 0, err
-        rows = [json.loads(line) for line in stdout.splitlines()]
-        if backend == "onnx":
-            assert [r["label"] for r in rows] == [label for label, _ in expected]
-            np.testing.assert_allclose([r["score"] for r in rows], [p for _, p in expected], atol=1e-5)
-        else:
-            assert len(rows) == len(TEXTS) and all(r["label"] in ("neg", "pos") for r in rows)
+    results = {}
+    for backend, directory in (("torch", model_dir), ("onnx", out), ("onnx-int8", out), ("torch-int8", model_dir)):
+        code, stdout, err = run(capsys, "predict", directory, *TEXTS, "--backend", backend)
+        assert code == 0, f"{backend}: {err}"
+        results[backend] = [json.loads(line) for line in stdout.splitlines()]
+    labels = [r["label"] for r in results["torch"]]
+    assert set(labels) == {"neg", "pos"}  # both occur: the comparison means something
+    assert [r["label"] for r in results["onnx"]] == labels
+    np.testing.assert_allclose([r["score"] for r in results["onnx"]], [r["score"] for r in results["torch"]], atol=1e-5)
+    for backend in ("onnx-int8", "torch-int8"):  # INT8 near the boundary may flip a label; it must still answer
+        assert len(results[backend]) == len(TEXTS) and {r["label"] for r in results[backend]} <= {"neg", "pos"}
 
-    rows = test_classify.sentiment_rows(24, 1)
-    dev = test_classify.write_csv(tmp_path / "dev.csv", rows)
-    code, stdout, err = run(capsys, "evaluate", out, "--data", dev, "--backend", "onnx")
-    assert code == 0, err
-    predicted = [label for label, _ in reference_predictions(model_dir, [text for text, _ in rows])]
-    accuracy = np.mean([p == label for p, (_, label) in zip(predicted, rows)])
-    assert json.loads(stdout)["accuracy"] == pytest.approx(accuracy)
+    dev = test_classify.write_csv(tmp_path / "dev.csv", test_classify.sentiment_rows(24, 1))
+    metrics = {}
+    for backend, directory in (("torch", model_dir), ("onnx", out)):
+        code, stdout, err = run(capsys, "evaluate", directory, "--data", dev, "--backend", backend)
+        assert code == 0, f"{backend}: {err}"
+        metrics[backend] = json.loads(stdout)
+    assert metrics["onnx"]["accuracy"] == metrics["torch"]["accuracy"]
+    assert metrics["onnx"]["loss"] == pytest.approx(metrics["torch"]["loss"], abs=1e-5)
 
 
 @pytest.mark.parametrize("family", ["distilbert", "electra"])
