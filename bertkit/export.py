@@ -3,9 +3,12 @@
 All work happens in a staging directory that replaces the output in one rename only when every check
 passed (`files.atomic_directory`), so a failed check leaves nothing behind:
 
-1. The PyTorch head is traced on its padded path (`unpad=False`: the unpadded path's data-dependent
-   shapes cannot be traced) with dynamic batch (and choices) and sequence axes; inputs `input_ids`,
-   `attention_mask`, `token_type_ids`; outputs named after the head's output fields.
+1. The PyTorch head of any family is traced on its padded path (`unpad=False`: the unpadded path's
+   data-dependent shapes cannot be traced) with dynamic batch (and choices) and sequence axes; inputs
+   `input_ids`, `attention_mask` and, where the model has more than one token type, `token_type_ids`
+   (`onnx_backend.graph_inputs`: not DistilBERT, RoBERTa, XLM-R, CamemBERT); outputs named after the head's
+   output fields. RoBERTa's position ids (counted from pad_token_id + 1 over the non-padding ids) are
+   computed inside the graph from the ids, so padded batches of any shape get the positions PyTorch gives.
 2. ONNX Runtime runs against PyTorch at two shapes other than the traced one: fp32 within 1e-4.
 3. `--fp16`: the graph converted to fp16 inside (inputs and outputs stay as they were), checked the same
    way within 1% of the outputs' largest magnitude.
@@ -42,8 +45,8 @@ from .config import EncoderConfig
 from .files import atomic_directory
 from .runtime import load_tokenizer
 from .model import BertModel
-from .onnx_backend import (EXPORT_MANIFEST, INPUT_NAMES, ONNX_FILES, ExportError, Head, OnnxModel, as_task_model,
-                           flatten_outputs, head_of, require)
+from .onnx_backend import (EXPORT_MANIFEST, ONNX_FILES, ExportError, Head, OnnxModel, as_task_model, flatten_outputs,
+                           graph_inputs, head_of, require)
 from .quantize import (Int8Settings, OutputComparison, compare_outputs, onnx_groups, quantize_onnx, resolve_groups,
                        sorted_groups)
 
@@ -93,19 +96,23 @@ def max_opset() -> int:
     return _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
 
-def example_inputs(config: EncoderConfig, head: Head, shape: Shape, seed: int) -> tuple[torch.Tensor, ...]:
-    """Random (B, T) or (B, choices, T) ids with right padding (the first sequence full, the last half
-    as long) and token types 0 then 1, as a sentence pair has them."""
+def example_inputs(config: EncoderConfig, head: Head, shape: Shape, seed: int) -> dict[str, torch.Tensor]:
+    """The graph's inputs (`graph_inputs`), random: (B, T) or (B, choices, T) ids other than the pad id, right
+    padding with the pad id (the first sequence full, the last half as long), as a tokenizer writes them (RoBERTa
+    counts positions from them), and token types 0 then 1, as a sentence pair has them."""
     g = torch.Generator().manual_seed(seed)
     dims = (shape.batch, shape.choices) if head.choices else (shape.batch,)
+    pad = config.pad_token_id or 0
     input_ids = torch.randint(0, config.vocab_size, (*dims, shape.sequence), generator=g)
+    input_ids = input_ids.masked_fill(input_ids == pad, (pad + 1) % config.vocab_size)  # no pad id among real tokens
     lengths = torch.randint(1, shape.sequence + 1, dims, generator=g)
     lengths.view(-1)[0], lengths.view(-1)[-1] = shape.sequence, max(1, shape.sequence // 2)
     positions = torch.arange(shape.sequence)
     attention_mask = (positions < lengths.unsqueeze(-1)).long()
-    input_ids = input_ids.masked_fill(attention_mask == 0, config.pad_token_id or 0)
-    second = (positions >= (lengths // 2).unsqueeze(-1)).long() if config.type_vocab_size > 1 else 0 * positions
-    return input_ids, attention_mask, second * attention_mask
+    inputs = {"input_ids": input_ids.masked_fill(attention_mask == 0, pad), "attention_mask": attention_mask}
+    if "token_type_ids" in graph_inputs(config):
+        inputs["token_type_ids"] = (positions >= (lengths // 2).unsqueeze(-1)).long() * attention_mask
+    return inputs
 
 
 class _Outputs(nn.Module):
@@ -116,7 +123,7 @@ class _Outputs(nn.Module):
         self.model, self.names = model, names
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         out = self.model(input_ids, attention_mask, token_type_ids)
         return tuple(getattr(out, name) for name in self.names)
 
@@ -140,16 +147,16 @@ def trace_to_onnx(model: nn.Module, head: Head, path: Path, opset: int) -> tuple
     """Write the fp32 graph; returns the output names (the head's outputs that are not None)."""
     inputs = example_inputs(model.config, head, TRACE_SHAPE, seed=0)
     with torch.no_grad():
-        out = model(*inputs)
+        out = model(**inputs)
     names = tuple(n for n in head.outputs if getattr(out, n) is not None)
     with warnings.catch_warnings():
         # Expected and harmless here: the exporter's deprecation notice, and TracerWarnings for the Python-level
         # shortcuts (no padding -> no mask; the length check) that the padded trace resolves once and for all.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Outputs(model, names).eval(), inputs, str(path), input_names=list(INPUT_NAMES), output_names=list(names),
-            opset_version=opset, dynamo=False, do_constant_folding=True,
-            dynamic_axes={**{n: head.input_axes() for n in INPUT_NAMES}, **{n: head.output_axes(n) for n in names}})
+            _Outputs(model, names).eval(), tuple(inputs.values()), str(path), input_names=list(inputs),
+            output_names=list(names), opset_version=opset, dynamo=False, do_constant_folding=True,
+            dynamic_axes={**{n: head.input_axes() for n in inputs}, **{n: head.output_axes(n) for n in names}})
     return names
 
 
@@ -159,8 +166,8 @@ def parity(model: nn.Module, onnx_model: OnnxModel, head: Head) -> list[dict[str
     for seed, shape in enumerate(CHECK_SHAPES, start=1):
         inputs = example_inputs(model.config, head, shape, seed)
         with torch.no_grad():
-            expected = model(*inputs)
-        got = onnx_model.run(*(t.numpy() for t in inputs))
+            expected = model(**inputs)
+        got = onnx_model.run(**{name: t.numpy() for name, t in inputs.items()})
         errors = {name: float(np.abs(value - getattr(expected, name).numpy()).max()) for name, value in got.items()}
         scale = max(float(getattr(expected, name).abs().max()) for name in got)
         figures.append({"shape": shape.describe(head), "max_abs_error": max(errors.values()), "max_abs_value": scale,
@@ -256,7 +263,7 @@ class Int8Check:
         if self.evaluation is not None:
             metric = self.evaluation(model)
         else:
-            model(*example_inputs(self.config, self.head, VALIDATION_SHAPE, seed=7))
+            model(**example_inputs(self.config, self.head, VALIDATION_SHAPE, seed=7))
         return Measurement(flatten_outputs(model.record, self.head), metric)
 
     def judge(self, candidate: Measurement) -> Verdict:
@@ -357,7 +364,7 @@ def export_onnx(model: str | Path, output: str | Path, options: ExportOptions = 
 
     report: dict[str, Any] = {"format": "onnx", "source": str(model_dir), "head": head.name,
                               "architecture": head.architecture(config), "opset": options.opset, "exporter": "torchscript",
-                              "inputs": list(INPUT_NAMES), "files": {}, "bytes": {}, "parity": {}}
+                              "inputs": list(graph_inputs(config)), "files": {}, "bytes": {}, "parity": {}}
     with atomic_directory(output, keep_old=lambda name: False) as staging:
         copy_model_files(location, model_dir, staging, head)
         fp32_path = staging / ONNX_FILES["fp32"]

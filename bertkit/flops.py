@@ -4,10 +4,12 @@ MFU counts the work the model needs, not what an implementation spends: real tok
 not work), a multiply-add as 2 FLOPs, matrix products only (LayerNorm, softmax and GELU are a rounding
 error beside them). Per sequence of s tokens, width d, feed-forward width f and L layers:
 
-    L · (8·s·d²  +  4·s·d·f  +  4·s²·d)  +  2·d²
-         Q K V O    feed-forward  QKᵀ and PV    pooler
+    L · (8·s·d²  +  4·s·d·f  +  4·s²·d)  +  2·s·e·d  +  2·d²
+         Q K V O    feed-forward  QKᵀ and PV    E -> H       pooler
 
-which is the BERT literature's L·(24·d² + 4·s·d) per token when f = 4·d.
+which is the BERT literature's L·(24·d² + 4·s·d) per token when f = 4·d. The embedding projection is ELECTRA's,
+whose embeddings have their own width e (only when e != d); the pooler is counted where the family's bare encoder
+has one (BERT, RoBERTa; not DistilBERT or ELECTRA). Every family runs this same encoder (`model.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Iterable
 
 import torch
 
-from .config import BertConfig
+from .config import EncoderConfig
 
 # Dense (not 2:4-sparse) tensor-core peaks in TFLOP/s for bf16 and fp16, from NVIDIA's data sheets, by a word
 # of torch.cuda.get_device_name() ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB"); the first match counts,
@@ -32,12 +34,16 @@ GPU_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 
 
-def encoder_forward_flops(config: BertConfig, lengths: Iterable[int], pooler: bool = True) -> int:
-    """FLOPs of one forward pass of the encoder over sequences of these real lengths."""
+def encoder_forward_flops(config: EncoderConfig, lengths: Iterable[int], pooler: bool | None = None) -> int:
+    """FLOPs of one forward pass of the encoder over sequences of these real lengths; `pooler`: count the pooler
+    (default: where the family's encoder has one)."""
     d, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    e = config.embedding_width
+    projection = 2 * e * d if e != d else 0  # per token
+    pooled = 2 * d * d if (config.family.pooler if pooler is None else pooler) else 0
     total = 0
     for s in lengths:
-        total += layers * (8 * s * d * d + 4 * s * d * f + 4 * s * s * d) + (2 * d * d if pooler else 0)
+        total += layers * (8 * s * d * d + 4 * s * d * f + 4 * s * s * d) + s * projection + pooled
     return total
 
 

@@ -32,7 +32,7 @@ from .outputs import EncoderOutput, LogitsOutput, PreTrainingOutput, QuestionAns
 from .pretrained import PreTrainedModel
 
 EXPORT_MANIFEST = "export.json"
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")  # every input a graph may take, in this order
 # The model files of an export directory, by precision.
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
 # --backend of predict / evaluate / embed / similarity: the PyTorch module as loaded, the same with its Linear
@@ -94,18 +94,29 @@ TASK_HEADS = {"classify": "sequence-classification", "ner": "token-classificatio
               "multiple-choice": "multiple-choice", "similarity": "base"}
 
 
+def graph_inputs(config: EncoderConfig) -> tuple[str, ...]:
+    """The inputs an exported graph of this model takes: token_type_ids only where there are token types to choose
+    among. DistilBERT has none; RoBERTa, XLM-R and CamemBERT have one, which every token gets (their tokenizers
+    return no token_type_ids, and optimum exports them with input_ids and attention_mask alone, as here)."""
+    return INPUT_NAMES if config.type_vocab_size > 1 else INPUT_NAMES[:2]
+
+
 def head_of(model_dir: Path, requested: str | None = None) -> Head:
-    """The head to export: as asked, else config.json's "architectures"."""
+    """The head to export: as asked, else config.json's "architectures"; one the model's family has."""
+    config = checkpoint.load_config(model_dir)
+    family = config.family
     if requested is not None:
         if requested not in HEADS:
             raise ExportError(f"--head {requested!r} is not supported; choose one of {', '.join(HEADS)}")
+        if requested not in family.architectures:
+            raise ExportError(f"--head {requested}: {model_dir} is a {family.name} model, which has no {requested} "
+                              f"head; its heads: {', '.join(h for h in HEADS if h in family.architectures)}")
         return HEADS[requested]
-    config = checkpoint.load_config(model_dir)
-    architectures = config.extra.get("architectures") or ["BertModel"]
+    architectures = config.extra.get("architectures") or [family.architecture("base")]
     if architectures[0] not in HEAD_OF_ARCHITECTURE:
         raise ExportError(f"{model_dir / checkpoint.CONFIG_NAME}: architectures {architectures[0]!r} cannot be exported "
                           f"(supported: {', '.join(HEAD_OF_ARCHITECTURE)}); pass --head to export it as one of "
-                          f"{', '.join(HEADS)}")
+                          f"{', '.join(h for h in HEADS if h in family.architectures)}")
     return HEAD_OF_ARCHITECTURE[architectures[0]]
 
 
@@ -134,7 +145,7 @@ class OnnxModel(nn.Module):
         self.path, self.config, self.head = path, config, head
         self.session = session(path, threads)
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.input_names = [i.name for i in self.session.get_inputs()]  # a graph without token types lacks one
+        self.input_names = [i.name for i in self.session.get_inputs()]  # without token_type_ids: see graph_inputs
         self.record: list[dict[str, np.ndarray]] | None = None
 
     @property
@@ -143,10 +154,16 @@ class OnnxModel(nn.Module):
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray,
             token_type_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Numpy in, numpy out: the graph's outputs by name. Token types default to zeros where the graph takes them."""
-        if token_type_ids is None and "token_type_ids" in self.input_names:
-            token_type_ids = np.zeros_like(input_ids)
-        given = dict(zip(INPUT_NAMES, (input_ids, attention_mask, token_type_ids)))
+        """Numpy in, numpy out: the graph's outputs by name. Token types are zeros when not given, and left out
+        for a graph that takes none, as long as they are all zeros (what a batch of single texts carries)."""
+        if "token_type_ids" in self.input_names:
+            if token_type_ids is None:
+                token_type_ids = np.zeros_like(input_ids)
+        elif token_type_ids is not None and token_type_ids.any():
+            types = "one token type" if self.config.type_vocab_size == 1 else "no token types"
+            raise ValueError(f"{self.path}: this graph takes no token_type_ids ({self.config.family.name} has {types}), "
+                             "but some of those given are not 0; pass token_type_ids=None")
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         feeds = {name: given[name].astype(np.int64, copy=False) for name in self.input_names}
         return dict(zip(self.output_names, self.session.run(None, feeds)))
 

@@ -6,9 +6,11 @@
 - PyTorch (`quantize_torch`): `torch.ao.quantization.quantize_dynamic` on the nn.Linear layers, the
   same scheme for CPU inference from Python (embeddings stay fp32).
 
-Both can keep named groups of layers in fp32 (`GROUPS`): "embeddings", "layer.N" (N < 0 counts from
-the last layer), "pooler", "classifier" (the task head's output layers: classifier, qa_outputs or the
-MLM head).
+Both can keep named groups of layers in fp32 (`GROUPS`): "embeddings" (with ELECTRA's projection to the
+hidden size), "layer.N" (N < 0 counts from the last layer), "pooler", "classifier" (the task head: classifier
+and pre_classifier, qa_outputs, the MLM head and NSP, ELECTRA's discriminator). The names are the same for every
+family: bertkit's modules carry BERT's names under the family's prefix (`roberta.encoder.layer.3`), so a group is
+found by the module path below the prefix, in a PyTorch module's name and in an ONNX node's alike.
 
 INT8 can fail without an error: one outlier weight or activation sets a scale that rounds the rest
 to zero, and the outputs turn near-constant (onnxruntime's issues report it for MiniLM).
@@ -33,7 +35,14 @@ from .onnx_backend import ExportError, require
 
 GROUPS = "embeddings, layer.N (layer.-1 = the last), pooler, classifier"
 _LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
-_HEAD_PREFIXES = ("classifier.", "qa_outputs.", "cls.")
+_EMBEDDING_MODULES = ("embeddings", "embeddings_project")  # the tables; ELECTRA's E -> H projection
+# The task heads' modules, top-level attributes of a task model (heads.py). An ONNX node carries the path of the
+# modules that were *called*: the MLM head's are `predictions.*` and `seq_relationship`, as `cls` itself never runs.
+_HEAD_MODULES = ("classifier", "pre_classifier", "qa_outputs", "cls", "predictions", "seq_relationship",
+                 "discriminator_predictions")
+# Linear layers whose weight the model reads itself rather than calling them (the MLM decoder: F.linear with the
+# tied word embeddings and a separate bias), which a quantized module would break; they stay fp32 in PyTorch.
+_READ_BY_WEIGHT = ("cls.predictions.decoder",)
 WEIGHT_TYPES = {"qint8": "QInt8", "quint8": "QUInt8"}  # --weight-type -> onnxruntime.quantization.QuantType
 
 # A quantized output whose spread across inputs is under this fraction of fp32's has collapsed.
@@ -58,15 +67,17 @@ class Int8Settings:
 
 def group_of(name: str) -> str | None:
     """The group of a dotted module path, or of an ONNX node name turned into one
-    ("bert.encoder.layer.3.output.dense." -> "layer.3"); None for what belongs to no group."""
+    ("roberta.encoder.layer.3.output.dense." -> "layer.3", "electra.embeddings_project." -> "embeddings",
+    "pre_classifier.Gemm" -> "classifier"); None for what belongs to no group."""
     layer = _LAYER.search(name)
     if layer:
         return f"layer.{layer.group(1)}"
-    if "embeddings." in name:
+    parts = name.split(".")
+    if any(part in _EMBEDDING_MODULES for part in parts):
         return "embeddings"
-    if "pooler." in name:
+    if "pooler" in parts:
         return "pooler"
-    if name.startswith(_HEAD_PREFIXES):
+    if parts[0] in _HEAD_MODULES:
         return "classifier"
     return None
 
@@ -148,7 +159,8 @@ def quantize_torch(model: nn.Module, settings: Int8Settings = Int8Settings()) ->
 
     if settings.weight_type != "qint8":
         raise ExportError("PyTorch's dynamic quantisation stores weights as qint8 only; quint8 is an ONNX Runtime option")
-    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    linear = [name for name, module in model.named_modules()
+              if isinstance(module, nn.Linear) and not name.endswith(_READ_BY_WEIGHT)]
     available = {group_of(name + ".") for name in linear} - {None}
     num_layers = model.config.num_hidden_layers
     keep = set(resolve_groups(settings.keep_fp32, num_layers, available))  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bertkit import BertModel
 from bertkit.flops import encoder_forward_flops, gpu_peak_tflops
 from conftest import tiny_config
+from family_models import build, family_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +34,29 @@ def test_forward_flops_equal_what_the_eager_encoder_does(intermediate_size: int)
     counted = counted_flops(model, input_ids)
     assert sum(counted.values()) == encoder_forward_flops(config, [11, 11, 11])  # addmm (Linear) + bmm (attention)
     assert encoder_forward_flops(config, [11], pooler=False) == encoder_forward_flops(config, [11]) - 2 * 32 * 32
+
+
+@pytest.mark.parametrize("family", ["roberta", "distilbert", "electra"])
+def test_forward_flops_equal_what_each_familys_encoder_does(family: str) -> None:
+    """RoBERTa has BERT's pooler, DistilBERT and ELECTRA none; ELECTRA projects its 16-wide embeddings to the
+    hidden 32 (2·E·H per token)."""
+    model = build(family, "base", attn_implementation="eager")
+    config = model.config
+    lengths = [11, 11, 11]
+    counted = counted_flops(model, torch.randint(3, config.vocab_size, (3, 11)))
+    assert sum(counted.values()) == encoder_forward_flops(config, lengths)
+    projection = 2 * 16 * 32 * sum(lengths) if family == "electra" else 0
+    pooler = 2 * 32 * 32 * len(lengths) if family == "roberta" else 0
+    unprojected = tiny_config(hidden_size=32, intermediate_size=37)  # BERT's shape, no pooler, no projection
+    assert encoder_forward_flops(config, lengths) == \
+        encoder_forward_flops(unprojected, lengths, pooler=False) + projection + pooler
+
+
+def test_electra_of_equal_widths_has_no_projection() -> None:
+    config = family_config("electra", embedding_size=32)
+    assert build("electra", "base", embedding_size=32).embeddings_project is None
+    assert encoder_forward_flops(config, [9]) == encoder_forward_flops(tiny_config(hidden_size=32, intermediate_size=37),
+                                                                       [9], pooler=False)
 
 
 def test_bert_base_flops_match_the_literature() -> None:
@@ -59,6 +83,17 @@ def test_unpadded_encoder_multiplies_real_tokens_only() -> None:
     assert counted_flops(BertModel(config).eval(), input_ids, mask)["aten.addmm"] == linear_flops(sum(lengths))
     config.unpad = False
     assert counted_flops(BertModel(config).eval(), input_ids, mask)["aten.addmm"] == linear_flops(3 * 9)
+
+
+def test_unpadded_electra_projects_real_tokens_only() -> None:
+    """ELECTRA's embedding projection, like every Linear, runs on the packed real tokens when unpadded."""
+    lengths = [9, 2, 5]
+    mask = (torch.arange(9) < torch.tensor(lengths)[:, None]).long()
+    model = build("electra", "base", unpad=True)
+    input_ids = torch.randint(1, model.config.vocab_size, (3, 9)) * mask
+    d, f, layers = 32, 37, 2
+    tokens = sum(lengths)
+    assert counted_flops(model, input_ids, mask)["aten.addmm"] == layers * tokens * (8 * d * d + 4 * d * f) + tokens * 2 * 16 * d
 
 
 @pytest.mark.parametrize("name, peak", [
