@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 import numpy as np
 
 from . import checkpoint, packaged
-from .errors import BertkitError, CheckpointError, ConfigError, UsageError
+from .errors import BertkitError, UsageError
+from .families import HEAD_KINDS
 from .files import atomic_directory, atomic_file
 from .cli_options import add_backend_option, add_batch_options, add_precision_option
 from .memory import keep_freed_memory
@@ -326,8 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the only format so far)")
     p.add_argument("--output", required=True, help="directory to write: model.onnx, tokenizer, config, export.json")
-    p.add_argument("--head", help="base, masked-lm, pretraining, sequence-classification, token-classification, "
-                   "question-answering, multiple-choice (default: config.json's architectures)")
+    p.add_argument("--head", help=f"{', '.join(HEAD_KINDS)} (default: config.json's architectures)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
     p.add_argument("--fp16", action="store_true", help="also write model_fp16.onnx")
     p.add_argument("--int8", action="store_true", help="also write model_int8.onnx (dynamic quantisation)")
