@@ -37,14 +37,16 @@ SEQUENCE = 128
 
 
 def fixed_inputs(tokenizer: Any, texts: list[str], batch: int) -> tuple[torch.Tensor, ...]:
-    """(batch, 128) real token ids, no padding."""
+    """(batch, 128) real token ids, no padding, and the attention mask (and token types)."""
     ids = [i for row in tokenizer(texts, padding=False, truncation=False, return_tensors=None).input_ids for i in row[1:-1]]
     body = SEQUENCE - 2
     if len(ids) < batch * body:
         ids = ids * (batch * body // max(1, len(ids)) + 1)
     rows = [[tokenizer.cls_token_id, *ids[k * body:(k + 1) * body], tokenizer.sep_token_id] for k in range(batch)]
     input_ids = torch.tensor(rows)
-    return input_ids, torch.ones_like(input_ids), torch.zeros_like(input_ids)
+    # Token types only where the tokenizer has them (a DistilBERT or RoBERTa model takes none).
+    types = (torch.zeros_like(input_ids),) if tokenizer.has_token_types else ()
+    return input_ids, torch.ones_like(input_ids), *types
 
 
 @torch.inference_mode()
