@@ -119,9 +119,11 @@ def _tokenizer(args: PretrainArgs, out: Path) -> Tokenizer:
         takes_types = args.init_from is not None or family_of(args.family).token_types
         tokenizer = Tokenizer.from_pretrained(source, token_type_ids=None if takes_types else False)
     else:
-        logger.warning("training a %d-token WordPiece vocabulary on %d file(s)", args.vocab_size, len(args.corpus))
-        tokenizer = Tokenizer.train(args.corpus, vocab_size=args.vocab_size, lowercase=not args.cased,
-                                    show_progress=False)
+        kind = family_of(args.family).tokenizer  # RoBERTa's byte-level BPE (cased by nature), else WordPiece
+        logger.warning("training a %d-token %s vocabulary on %d file(s)", args.vocab_size,
+                       "byte-level BPE" if kind == "bpe" else "WordPiece", len(args.corpus))
+        tokenizer = Tokenizer.train(args.corpus, kind=kind, vocab_size=args.vocab_size,
+                                    lowercase=None if kind == "bpe" else not args.cased, show_progress=False)
     with atomic_directory(kept) as staging:
         tokenizer.save_pretrained(staging)
     return tokenizer

@@ -224,3 +224,17 @@ def test_a_declared_pooling_bertkit_does_not_compute_is_refused_unless_overridde
     assert "pooling 'max' is not supported; bertkit pools by mean or cls (choose one with --pooling)" in \
         capsys.readouterr().err
     assert main([*command, "--pooling", "mean"]) == 0
+
+
+def test_a_fresh_roberta_trains_its_own_bpe_vocabulary(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"{CORPUS} Document {i} ends here." for i in range(12)))
+    out = tmp_path / "roberta"
+    assert main(["pretrain", "--corpus", str(corpus), "--output", str(out), "--family", "roberta", "--vocab-size",
+                 "300", "--preset", "tiny", "--steps", "2", "--batch-size", "4", "--max-length", "32", "--quiet",
+                 "--eval-fraction", "0.2"]) == 0
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    assert tokenizer.mask_token == "<mask>" and tokenizer.convert_ids_to_tokens(
+        tokenizer("the cat")["input_ids"]) == ["<s>", "the", "Ġcat", "</s>"]
+    assert "token_type_ids" not in tokenizer("the cat")
+    transformers.RobertaForMaskedLM.from_pretrained(out)
