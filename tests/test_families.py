@@ -28,6 +28,8 @@ CASES = {
                                                   pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5),
     "xlm-roberta": lambda: transformers.XLMRobertaConfig(**SIZES, hidden_size=32, intermediate_size=37,
                                                          type_vocab_size=1, pad_token_id=1, hidden_act="gelu_new"),
+    "camembert": lambda: transformers.CamembertConfig(**SIZES, hidden_size=32, intermediate_size=37,
+                                                      type_vocab_size=1, pad_token_id=1),
     "distilbert": lambda: transformers.DistilBertConfig(vocab_size=99, n_layers=2, n_heads=4, dim=32, hidden_dim=37,
                                                         max_position_embeddings=40, activation="gelu",
                                                         initializer_range=0.5),
