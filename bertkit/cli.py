@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None, hard_exit: bool = False) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     handled: tuple[type[BaseException], ...] = (BertkitError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                                                IsADirectoryError, ValueError)
+                                                IsADirectoryError, PermissionError, ValueError)
     run: Callable[[argparse.Namespace], None] = args.func
     try:
         run(args)

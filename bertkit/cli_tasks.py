@@ -32,7 +32,8 @@ def train_args(args: argparse.Namespace, **fields: Any) -> Any:
         "warmup_ratio": args.warmup_ratio, "schedule": args.schedule, "optimizer": args.optimizer,
         "max_grad_norm": args.max_grad_norm, "precision": args.precision, "seed": args.seed,
         "eval_every": args.eval_every, "patience": args.patience, "gradient_checkpointing": args.gradient_checkpointing,
-        "fsdp": args.fsdp, "resume": args.resume, "overwrite": args.overwrite, "progress": not args.quiet, **fields})
+        "fsdp": args.fsdp, "resume": args.resume, "resume_changed": args.resume_changed, "overwrite": args.overwrite,
+        "progress": not args.quiet, **fields})
 
 
 def _columns(args: argparse.Namespace) -> Any:
@@ -182,8 +183,14 @@ def add_engine_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, lr:
     p.add_argument("--fsdp", action="store_true",
                    help="under torchrun, shard parameters, gradients and optimizer state across processes "
                         "(for models too large to replicate; default: DDP)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint-last")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUTPUT/checkpoint-last; the settings must be those the run was started with")
+    p.add_argument("--resume-changed", action="store_true",
+                   help="with --resume: continue even where the settings differ from the checkpoint's (the change is "
+                        "recorded in checkpoint-last/run.json and metrics.jsonl)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty output directory; its contents stay until the new run has "
+                        "finished (it trains in OUTPUT/new-run meanwhile)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

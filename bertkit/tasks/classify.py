@@ -211,7 +211,10 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file), stride)
     eval_features = (encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file), stride)
                      if eval_records else [])
-    prepare_output_dir(args)
+    prepare_output_dir(args, inputs={"--model": model_dir, "--train": train_file, "--eval": eval_file},
+                       settings={"task": "classify", "max_length": max_length, "stride": stride, "problem_type": kind,
+                                 "text_column": columns.text, "pair_column": columns.text_pair,
+                                 "label_column": columns.label})
 
     seed_everything(args.seed)  # the new classifier's initialisation
     model = BertForSequenceClassification.from_pretrained(

@@ -334,7 +334,8 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     # A window whose pieces are all unlabelled (say, the middle of one very long word) teaches
     # nothing, and a batch of only such windows would make the mean loss 0/0.
     train_features = [f for f in train_data.features if any(label != NO_LABEL for label in f["labels"])]
-    prepare_output_dir(args)
+    prepare_output_dir(args, inputs={"--model": model_dir, "--train": train_file, "--eval": eval_file},
+                       settings=settings.to_config())
 
     seed_everything(args.seed)  # the new classifier's initialisation
     model = BertForTokenClassification.from_pretrained(model_dir, id2label=id2label, attn_implementation="sdpa")
