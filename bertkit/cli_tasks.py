@@ -46,10 +46,10 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of the task's `finetune` beyond model, files and TrainArgs."""
     if args.task == "classify":
         return dict(max_length=args.max_length, columns=_columns(args), problem_type=args.problem_type,
-                    stride=args.stride)
+                    stride=args.stride, max_windows=args.max_windows)
     if args.task == "ner":
         return dict(max_length=args.max_length, stride=args.stride, label_all_tokens=args.label_all_tokens,
-                    token_column=args.token_column, tag_column=args.tag_column)
+                    token_column=args.token_column, tag_column=args.tag_column, max_windows=args.max_windows)
     if args.task == "qa":
         return dict(max_length=args.max_length, doc_stride=args.doc_stride, max_query_length=args.max_query_length,
                     version_2=args.version_2, max_answer_length=args.max_answer_length, n_best=args.n_best,
@@ -212,8 +212,14 @@ def _finetune_parser(tasks: Any, name: str, help: str, train_help: str, max_leng
 
 
 def _add_stride(p: argparse.ArgumentParser) -> None:
+    from .windows import MAX_WINDOWS
+
     p.add_argument("--stride", type=int, default=None, help="tokens shared by consecutive windows of a text longer "
                    "than --max-length (default: a quarter of --max-length)")
+    p.add_argument("--max-windows", type=int, default=MAX_WINDOWS,
+                   help=f"training windows kept per text longer than --max-length, spread evenly over it, so that one "
+                        f"very long text cannot dominate training (default {MAX_WINDOWS}; 0 keeps every window; "
+                        "evaluation and predict read every window)")
 
 
 def add_task_commands(sub: Any) -> None:
