@@ -14,7 +14,7 @@ from typing import Any, Callable
 from . import packaged
 from .cli_options import add_backend_option
 from .errors import UsageError
-from .readers import read_lines
+from .readers import read_texts, refuse_empty
 from .tasks.registry import evaluate_metrics, load_task_model, task_module
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
@@ -94,11 +94,14 @@ def _predict_inputs(task: str, args: argparse.Namespace) -> tuple[list[dict[str,
     from .tasks import classify, multiple_choice, ner, qa, similarity
 
     table = args.input is not None and Path(args.input).suffix.lower() in TABLE_SUFFIXES
+    refuse_empty(args.text)
     if task == "qa":
         if table:
             rows = [(r.text, r.text_pair) for r in _records(args.input, text_column="question", pair_column="context")]
         elif args.context is not None:
-            rows = [(q, args.context) for q in [*args.text, *(read_lines(args.input) if args.input else [])]]
+            if not args.context.strip():
+                raise UsageError("--context is empty")
+            rows = [(q, args.context) for q in [*args.text, *(read_texts(args.input) if args.input else [])]]
         else:
             raise UsageError("qa: give questions with --context TEXT, or --input FILE.jsonl|csv with question and "
                              "context columns")
@@ -119,7 +122,7 @@ def _predict_inputs(task: str, args: argparse.Namespace) -> tuple[list[dict[str,
     if table:
         pairs = [(r.text, r.text_pair) for r in _records(args.input)]
     else:
-        texts = [*args.text, *(read_lines(args.input) if args.input else [])]
+        texts = [*args.text, *(read_texts(args.input) if args.input else [])]
         if task == "similarity":
             if len(texts) % 2:
                 raise UsageError(f"similarity: give texts in pairs (got {len(texts)}), or --input FILE with text and "

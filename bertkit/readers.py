@@ -80,6 +80,29 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     return lines
 
 
+def refuse_empty(texts: Sequence[str], source: str | os.PathLike | None = None) -> None:
+    """Texts a command answers one by one must each hold something: name the empty ones (file lines, or the
+    positions of command-line arguments)."""
+    empty = [number for number, text in enumerate(texts, start=1) if not text.strip()]
+    if not empty:
+        return
+    shown = ", ".join(map(str, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+    if source is not None:
+        raise UsageError(f"{source}, line{'s' if len(empty) > 1 else ''} {shown}: empty text; give a text on every "
+                         "line (remove the blank lines)")
+    raise UsageError(f"text{'s' if len(empty) > 1 else ''} {shown} of the arguments {'are' if len(empty) > 1 else 'is'} "
+                     "empty")
+
+
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """`read_lines` for commands that need a text on every line: an empty file or a blank line is an error."""
+    lines = read_lines(path)
+    if not lines:
+        raise UsageError(f"{path}: the file is empty")
+    refuse_empty(lines, path)
+    return lines
+
+
 class DataError(BertkitError, ValueError):
     """A problem in a data file, located as precisely as the format allows.
 

@@ -179,3 +179,23 @@ def test_one_very_long_text_cannot_dominate_training(tiny_dir: Path, tmp_path: P
         steps[cap] = json.loads(capsys.readouterr().out)["steps"]
     assert steps == {"16": 4, "0": 14}  # 56 examples against 222, batches of 16
 
+
+def test_predict_names_an_empty_input_file_and_empty_texts(tiny_dir: Path, data, tmp_path: Path, capsys) -> None:
+    train, dev = data
+    out = tmp_path / "clf"
+    assert main(finetune_args(tiny_dir, train, dev, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main(["predict", str(out), "--input", str(empty)]) == 2  # before: "give texts as arguments or --input FILE"
+    assert f"bertkit predict: error: {empty}: the file is empty" in capsys.readouterr().err
+    blank = tmp_path / "blank.txt"
+    blank.write_text("good film\n\nbad film\n  \n")
+    assert main(["predict", str(out), "--input", str(blank)]) == 2  # before: a prediction for "" on line 2
+    captured = capsys.readouterr()
+    assert f"{blank}, lines 2, 4: empty text; give a text on every line" in captured.err and captured.out == ""
+    assert main(["predict", str(out), "good film", " "]) == 2
+    assert "text 2 of the arguments is empty" in capsys.readouterr().err
+    table = write_csv(tmp_path / "empty.csv", [])
+    assert main(["predict", str(out), "--input", str(table)]) == 2
+    assert f"{table}: the file has a header but no data rows" in capsys.readouterr().err
