@@ -22,7 +22,7 @@ from .families import HEAD_KINDS
 from .files import atomic_directory, atomic_file
 from .cli_options import add_backend_option, add_batch_options, add_precision_option
 from .memory import keep_freed_memory
-from .readers import read_lines
+from .readers import read_lines, read_texts, refuse_empty
 from .runtime import apply_torch_backend, check_precision, load_tokenizer, precision_dtype, resolve_device
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 def cmd_fill_mask(args: argparse.Namespace) -> None:
     from .heads import BertForMaskedLM
-    from .infer import MissingMaskError, fill_masks
+    from .infer import MissingMaskError, fill_masks, mask_window
 
     if args.input is not None and args.text:
         raise UsageError("give texts as arguments or in --input FILE, not both")
@@ -120,12 +120,16 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.input}, line {e.index + 1}: {e}" if args.input is not None else str(e)) from None
     for number, (text, masks) in enumerate(zip(texts, results), start=1):
         for mask_index, predictions in enumerate(masks):
+            cut_off = not predictions  # beyond the tokens the model reads (fill_masks warns)
             if args.json:
                 line = {"line": number} if args.input is not None else {}
-                print(json.dumps({"text": text, **line, "mask": mask_index,
+                print(json.dumps({"text": text, **line, "mask": mask_index, **({"cut_off": True} if cut_off else {}),
                                   "predictions": [p.__dict__ for p in predictions]}))
                 continue
             print(f"{text}" + (f"  (mask {mask_index + 1})" if mask_index else ""))
+            if cut_off:
+                print(f"  cut off: this {tokenizer.mask_token} lies beyond the {mask_window(model, tokenizer)} tokens the "
+                      "model reads")
             for p in predictions:
                 print(f"  {p.score:7.4f}  {p.token:<15} {p.sequence}")
 
@@ -200,12 +204,16 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_similarity(args: argparse.Namespace) -> None:
     from .infer import embed
 
-    model, tokenizer, settings = _load_encoder(args)
-    settings.normalize = True  # cosine similarity
     if args.input is not None:
         if args.query is None or len(args.texts) > 0:
             raise UsageError("with --input, give the search text as --query and no positional texts")
-        corpus = read_lines(args.input)
+        if not args.query.strip():
+            raise UsageError("--query is empty")
+        corpus = read_texts(args.input)
+    refuse_empty(args.texts)
+    model, tokenizer, settings = _load_encoder(args)
+    settings.normalize = True  # cosine similarity
+    if args.input is not None:
         vectors = embed(model, tokenizer, [args.query, *corpus], settings)
         scores = vectors[1:] @ vectors[0]
         for i in np.argsort(-scores)[: args.top_k]:
@@ -404,7 +412,7 @@ def main(argv: Sequence[str] | None = None, hard_exit: bool = False) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     handled: tuple[type[BaseException], ...] = (BertkitError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                                                IsADirectoryError, ValueError)
+                                                IsADirectoryError, PermissionError, ValueError)
     run: Callable[[argparse.Namespace], None] = args.func
     try:
         run(args)

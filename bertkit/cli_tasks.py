@@ -14,7 +14,7 @@ from typing import Any, Callable
 from . import packaged
 from .cli_options import add_backend_option
 from .errors import UsageError
-from .readers import read_lines
+from .readers import read_texts, refuse_empty
 from .tasks.registry import evaluate_metrics, load_task_model, task_module
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
@@ -32,7 +32,8 @@ def train_args(args: argparse.Namespace, **fields: Any) -> Any:
         "warmup_ratio": args.warmup_ratio, "schedule": args.schedule, "optimizer": args.optimizer,
         "max_grad_norm": args.max_grad_norm, "precision": args.precision, "seed": args.seed,
         "eval_every": args.eval_every, "patience": args.patience, "gradient_checkpointing": args.gradient_checkpointing,
-        "fsdp": args.fsdp, "resume": args.resume, "overwrite": args.overwrite, "progress": not args.quiet, **fields})
+        "fsdp": args.fsdp, "resume": args.resume, "resume_changed": args.resume_changed, "overwrite": args.overwrite,
+        "progress": not args.quiet, **fields})
 
 
 def _columns(args: argparse.Namespace) -> Any:
@@ -45,10 +46,10 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of the task's `finetune` beyond model, files and TrainArgs."""
     if args.task == "classify":
         return dict(max_length=args.max_length, columns=_columns(args), problem_type=args.problem_type,
-                    stride=args.stride)
+                    stride=args.stride, max_windows=args.max_windows)
     if args.task == "ner":
         return dict(max_length=args.max_length, stride=args.stride, label_all_tokens=args.label_all_tokens,
-                    token_column=args.token_column, tag_column=args.tag_column)
+                    token_column=args.token_column, tag_column=args.tag_column, max_windows=args.max_windows)
     if args.task == "qa":
         return dict(max_length=args.max_length, doc_stride=args.doc_stride, max_query_length=args.max_query_length,
                     version_2=args.version_2, max_answer_length=args.max_answer_length, n_best=args.n_best,
@@ -93,11 +94,14 @@ def _predict_inputs(task: str, args: argparse.Namespace) -> tuple[list[dict[str,
     from .tasks import classify, multiple_choice, ner, qa, similarity
 
     table = args.input is not None and Path(args.input).suffix.lower() in TABLE_SUFFIXES
+    refuse_empty(args.text)
     if task == "qa":
         if table:
             rows = [(r.text, r.text_pair) for r in _records(args.input, text_column="question", pair_column="context")]
         elif args.context is not None:
-            rows = [(q, args.context) for q in [*args.text, *(read_lines(args.input) if args.input else [])]]
+            if not args.context.strip():
+                raise UsageError("--context is empty")
+            rows = [(q, args.context) for q in [*args.text, *(read_texts(args.input) if args.input else [])]]
         else:
             raise UsageError("qa: give questions with --context TEXT, or --input FILE.jsonl|csv with question and "
                              "context columns")
@@ -118,7 +122,7 @@ def _predict_inputs(task: str, args: argparse.Namespace) -> tuple[list[dict[str,
     if table:
         pairs = [(r.text, r.text_pair) for r in _records(args.input)]
     else:
-        texts = [*args.text, *(read_lines(args.input) if args.input else [])]
+        texts = [*args.text, *(read_texts(args.input) if args.input else [])]
         if task == "similarity":
             if len(texts) % 2:
                 raise UsageError(f"similarity: give texts in pairs (got {len(texts)}), or --input FILE with text and "
@@ -182,8 +186,14 @@ def add_engine_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, lr:
     p.add_argument("--fsdp", action="store_true",
                    help="under torchrun, shard parameters, gradients and optimizer state across processes "
                         "(for models too large to replicate; default: DDP)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint-last")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUTPUT/checkpoint-last; the settings must be those the run was started with")
+    p.add_argument("--resume-changed", action="store_true",
+                   help="with --resume: continue even where the settings differ from the checkpoint's (the change is "
+                        "recorded in checkpoint-last/run.json and metrics.jsonl)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty output directory; its contents stay until the new run has "
+                        "finished (it trains in OUTPUT/new-run meanwhile)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -205,8 +215,14 @@ def _finetune_parser(tasks: Any, name: str, help: str, train_help: str, max_leng
 
 
 def _add_stride(p: argparse.ArgumentParser) -> None:
+    from .windows import MAX_WINDOWS
+
     p.add_argument("--stride", type=int, default=None, help="tokens shared by consecutive windows of a text longer "
                    "than --max-length (default: a quarter of --max-length)")
+    p.add_argument("--max-windows", type=int, default=MAX_WINDOWS,
+                   help=f"training windows kept per text longer than --max-length, spread evenly over it, so that one "
+                        f"very long text cannot dominate training (default {MAX_WINDOWS}; 0 keeps every window; "
+                        "evaluation and predict read every window)")
 
 
 def add_task_commands(sub: Any) -> None:

@@ -205,7 +205,7 @@ class MaskPrediction:
 
 
 class MissingMaskError(ValueError):
-    """A text given to fill-mask holds no mask token (after truncation); `index` is its place in the input."""
+    """A text given to fill-mask holds no mask token; `index` is its place in the input."""
 
     def __init__(self, text: str, index: int, mask_token: str = "[MASK]") -> None:
         super().__init__(f"no {mask_token} token in {text!r}; write {mask_token} where a word should be predicted")
@@ -220,15 +220,37 @@ def fill_mask(model: BertForMaskedLM, tokenizer: Tokenizer, text: str, top_k: in
     return fill_masks(model, tokenizer, [text], top_k)[0]
 
 
+def mask_window(model: BertForMaskedLM, tokenizer: Tokenizer) -> int:
+    """Tokens fill-mask reads of a text, its specials included: the tokenizer's limit or the model's positions."""
+    return min(tokenizer.model_max_length, model.config.max_length)
+
+
 @torch.inference_mode()
 def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str], top_k: int = 5,
                batch_size: int = 32, max_tokens: int | None = None) -> list[list[list[MaskPrediction]]]:
     """`fill_mask` for many texts: tokenised at once, run in length-sorted batches (see `length_sorted_batches`),
-    returned in input order. The vocabulary projection runs on the mask positions alone."""
-    ids = _token_ids(tokenizer, texts)
+    returned in input order. The vocabulary projection runs on the mask positions alone.
+
+    A text longer than the window (`mask_window`) is cut; a mask beyond the cut is not predicted: its entry is an
+    empty list, and a warning names the text and the mask's token position."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    window = mask_window(model, tokenizer)
+    ids = _token_ids(tokenizer, texts, window)
+    mask = tokenizer.mask_token_id
+    long = [i for i, row in enumerate(ids) if len(row) >= window]  # cut, or just fitting
+    full = tokenizer([texts[i] for i in long], padding=False, truncation=False, return_tensors=None).input_ids \
+        if long else []
+    cut_off = {i: [p for p, t in enumerate(row) if t == mask][ids[i].count(mask):] for i, row in zip(long, full)}
+    cut_off = {i: positions for i, positions in cut_off.items() if positions}
     for index, row in enumerate(ids):
-        if tokenizer.mask_token_id not in row:
+        if mask not in row and index not in cut_off:
             raise MissingMaskError(texts[index], index, tokenizer.mask_token)
+    if cut_off:
+        first = min(cut_off)
+        logger.warning("%d of %d texts have a %s beyond the %d tokens read (text %d: %s at token %d of %d): cut off, "
+                       "not predicted", len(cut_off), len(texts), tokenizer.mask_token, window, first + 1,
+                       tokenizer.mask_token, cut_off[first][0] + 1, len(full[long.index(first)]))
     # Probabilities stay those of the full vocabulary; the five role specials are just never proposed.
     specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
                 tokenizer.mask_token_id]
@@ -248,11 +270,15 @@ def fill_masks(model: BertForMaskedLM, tokenizer: Tokenizer, texts: Sequence[str
             results[batch[row]].append([MaskPrediction(token, token_id, score,
                                                        _filled(tokenizer, ids[batch[row]], position, token_id))
                                         for token, token_id, score in zip(tokens, id_row, score_row)])
+    for index, positions in cut_off.items():
+        results[index].extend([] for _ in positions)
     return results
 
 
 def _filled(tokenizer: Tokenizer, ids: list[int], position: int, token_id: int) -> str:
-    """The text with the token at `position` replaced; specials, other masks included, are left out."""
+    """The text with the token at `position` replaced; the other masks are shown as the mask token (the frame's
+    specials and padding are left out)."""
     filled = list(ids)
     filled[position] = token_id
-    return tokenizer.decode(filled)
+    frame = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id}
+    return tokenizer.decode([t for t in filled if t not in frame], skip_special_tokens=False)

@@ -41,6 +41,7 @@ from .pretrained import PreTrainedModel
 from .batching import Feature
 from .pretraining_data import ExampleSettings, PretrainingDataset, plan_examples, pretraining_collate
 from .tokenizer import Tokenizer
+from .rundir import sync_run_dir
 from .train import METRICS_FILE, TrainArgs, TrainResult, distributed_context, fit, prepare_output_dir, seed_everything
 
 logger = logging.getLogger("bertkit")
@@ -250,9 +251,15 @@ def unigram_accuracy(corpus: Corpus, train_documents: np.ndarray, dataset: Pretr
 
 def pretrain(args: PretrainArgs, train: TrainArgs) -> PretrainResult:
     _check_inputs(args, train)
-    prepare_output_dir(train)
-    out = Path(train.output_dir)
+    prepare_output_dir(train, inputs={"--corpus": list(args.corpus), "--data": args.data, "--tokenizer": args.tokenizer,
+                                      "--init-from": args.init_from},
+                       settings={"task": "pretraining", **asdict(args.examples), "masking": asdict(args.masking),
+                                 "static_masking": args.static_masking, "preset": args.preset,
+                                 "config_overrides": args.config_overrides, "vocab_size": args.vocab_size,
+                                 "cased": args.cased, "eval_fraction": args.eval_fraction,
+                                 "eval_max_examples": args.eval_max_examples})
     rank, world_size, _ = distributed_context()
+    out = sync_run_dir(train, world_size)  # OUTPUT, or OUTPUT/new-run while replacing an earlier run's output
     if rank == 0:  # the vocabulary and the shards are made once; the other ranks then read them
         tokenizer = _tokenizer(args, out)
         corpus = _corpus(args, tokenizer, out, progress=train.progress)

@@ -80,6 +80,29 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     return lines
 
 
+def refuse_empty(texts: Sequence[str], source: str | os.PathLike | None = None) -> None:
+    """Texts a command answers one by one must each hold something: name the empty ones (file lines, or the
+    positions of command-line arguments)."""
+    empty = [number for number, text in enumerate(texts, start=1) if not text.strip()]
+    if not empty:
+        return
+    shown = ", ".join(map(str, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+    if source is not None:
+        raise UsageError(f"{source}, line{'s' if len(empty) > 1 else ''} {shown}: empty text; give a text on every "
+                         "line (remove the blank lines)")
+    raise UsageError(f"text{'s' if len(empty) > 1 else ''} {shown} of the arguments {'are' if len(empty) > 1 else 'is'} "
+                     "empty")
+
+
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """`read_lines` for commands that need a text on every line: an empty file or a blank line is an error."""
+    lines = read_lines(path)
+    if not lines:
+        raise UsageError(f"{path}: the file is empty")
+    refuse_empty(lines, path)
+    return lines
+
+
 class DataError(BertkitError, ValueError):
     """A problem in a data file, located as precisely as the format allows.
 
@@ -266,6 +289,7 @@ class _Table:
     columns: list[str] | None  # the header of a CSV/TSV; None for JSON (fields vary per record)
     header_line: int | None
     rows: list[_Row]
+    conll: bool = False  # the file looks like a CoNLL token/tag file: say so if its columns are missing
 
     @property
     def noun(self) -> str:
@@ -281,7 +305,8 @@ class _Table:
             return
         for name in names:
             if name not in self.columns:
-                raise DataError(f"no column {name!r}; the header has {_list(self.columns)}", path=self.path,
+                hint = f"; {CONLL_HINT}" if self.conll else ""
+                raise DataError(f"no column {name!r}; the header has {_list(self.columns)}{hint}", path=self.path,
                                 line=self.header_line)
 
     def missing(self, row: _Row, name: str) -> DataError:
@@ -293,22 +318,36 @@ def _list(names: Sequence[str]) -> str:
     return ", ".join(repr(n) for n in names) if names else "no columns"
 
 
-def _table_format(path: Path, reader: str) -> str:
+CONLL_HINT = ("this looks like CoNLL (a token and a tag per line, a blank line between sentences): to train a "
+              "tagger on it, use `bertkit finetune ner`")
+
+
+def _looks_like_conll(text: str) -> bool:
+    """Most of the first lines are a few whitespace-separated columns ending in a tag (O, B-PER, ...)."""
+    lines = [line for line in _lines(text[:20_000]) if line.strip() and not line.startswith("-DOCSTART-")][:50]
+    tagged = sum(1 for line in lines if 2 <= len(cols := _columns(line)) <= 6 and _TAG.fullmatch(cols[-1]))
+    return len(lines) >= 2 and tagged >= 0.9 * len(lines)
+
+
+def _table_format(path: Path) -> str:
     ext, _ = _split_suffix(path)
     if ext not in _TABLE_FORMATS:
-        hint = " (for CoNLL-style token/tag files use read_conll)" if ext in (".txt", ".conll", ".iob", ".bio") else ""
-        raise DataError(f"unsupported file type {ext or '(no extension)'!r}: {reader} reads .csv, .tsv, .jsonl and "
-                        f".json files, optionally .gz/.bz2/.xz compressed{hint}", path=path)
+        hint = ""
+        if ext in (".txt", ".conll", ".iob", ".bio", ".tag"):
+            hint = f"; {CONLL_HINT}" if path.is_file() and _looks_like_conll(_read_text(path)) else ""
+        raise DataError(f"unsupported file type {ext or '(no extension)'!r}: a table is a .csv, .tsv, .jsonl or .json "
+                        f"file, optionally .gz/.bz2/.xz compressed{hint}", path=path)
     return _TABLE_FORMATS[ext]
 
 
-def _read_rows(path: Path, reader: str, quoting: bool = True) -> _Table:
-    fmt = _table_format(path, reader)
+def _read_rows(path: Path, quoting: bool = True) -> _Table:
+    fmt = _table_format(path)
     text = _read_text(path)
     if not text.strip():
         raise DataError("the file is empty", path=path)
     if fmt in ("csv", "tsv"):
-        table = _csv_rows(path, text, fmt, quoting)
+        table = _csv_rows(path, text, _sniff_delimiter(path, text, fmt), quoting)
+        table.conll = _looks_like_conll(text)
     else:
         table = _json_rows(path, text, fmt)
     if not table.rows:
@@ -317,8 +356,31 @@ def _read_rows(path: Path, reader: str, quoting: bool = True) -> _Table:
     return table
 
 
+def _sniff_delimiter(path: Path, text: str, fmt: str) -> str:
+    """The table's format as its header shows it: a .csv whose first line has tabs and no commas is read as
+    tab-separated (and a .tsv with commas and no tabs as comma-separated), with a warning."""
+    header = next((line for line in _lines(text[:100_000]) if line.strip()), "")
+    named, other, sign = ("csv", "tsv", ",") if fmt == "csv" else ("tsv", "csv", "\t")
+    unexpected = "\t" if fmt == "csv" else ","
+    if sign not in header and unexpected in header:
+        log.warning("%s: named .%s, but its first line has %s and no %s: read as %s", path, named,
+                    "tabs" if fmt == "csv" else "commas", "commas" if fmt == "csv" else "tabs",
+                    "tab-separated" if fmt == "csv" else "comma-separated")
+        return other
+    return fmt
+
+
 def _csv_rows(path: Path, text: str, fmt: str, quoting: bool) -> _Table:
     delimiter = "," if fmt == "csv" else "\t"
+    # A field can be as long as the file (a 1 MB review); the csv module's default cap is 128 KiB.
+    limit = csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    try:
+        return _csv_table(path, text, fmt, quoting, delimiter)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _csv_table(path: Path, text: str, fmt: str, quoting: bool, delimiter: str) -> _Table:
     if quoting:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     else:
@@ -406,7 +468,7 @@ def _json_document_error(path: Path, text: str) -> None:
         document = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=e.lineno) from None
-    hint = " (it looks like SQuAD: use read_squad)" if isinstance(document, dict) and "data" in document else ""
+    hint = " (it looks like SQuAD: for question answering use `bertkit finetune qa`)" if isinstance(document, dict) and "data" in document else ""
     raise DataError(f"the file holds a single JSON {'object' if isinstance(document, dict) else _kind(document)}, "
                     f"not records: expected JSON Lines (one object per line) or a JSON array of objects{hint}",
                     path=path, line=1)
@@ -499,7 +561,7 @@ def _read_table(path: str | os.PathLike, *, text_column: str = "text", pair_colu
                 skip: Callable[[dict[str, Any]], bool] | None = None) -> list[Record]:
     """read_table, with ``skip(values)`` choosing rows to leave out before they are checked."""
     path = Path(path)
-    table = _read_rows(path, "read_table", quoting)
+    table = _read_rows(path, quoting)
     explicit_pair = pair_column != "text_pair"  # a pair column the caller named must exist
     table.require_columns([text_column] + ([pair_column] if explicit_pair else []) +
                           ([label_column] if require_label else []))
@@ -601,17 +663,33 @@ def _as_number(label: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
+def _label_form(label: Any) -> str:
+    """How a label is written: "name", "whole" (an integer: "3", JSON 3) or "fraction" (a number written with a
+    point or exponent whose value is not whole: "0.5", "1e-3", JSON 2.5) or "decimal" (written so, but whole: "5.000")."""
+    value = _as_number(label)
+    if value is None:
+        return "name"
+    if isinstance(label, str) and _WHOLE.fullmatch(label.strip()):
+        return "whole"
+    return "decimal" if value.is_integer() else "fraction"
+
+
 def infer_label_kind(records: Sequence[Record], *, regression: bool = False) -> LabelKind:
     """Say what kind of task the labels describe, by simple, explicit rules:
 
     * any label is a list -> ``"multilabel"`` (then every label must be a list);
-    * ``regression=True``, or any label is a number that is not a whole number (``0.5``, ``"3.8"``,
-      ``"1e-3"``) -> ``"regression"`` (then every label must be a finite number);
-    * otherwise -> ``"classification"``: labels such as ``"0"``/``"1"``, ``"1.0"``/``"2.0"`` or
-      ``"1"``..``"5"`` star ratings are classes. Ask for ``regression=True`` to regress on them.
+    * ``regression=True`` -> ``"regression"`` (then every label must be a finite number);
+    * names (``"pos"``) or whole numbers (``"0"``/``"1"``, ``"1"``..``"5"`` star ratings, and ``"1.0"``/``"2.0"``)
+      -> ``"classification"``; a number with a fraction written like the others (``"5.000"``, ``"3.800"``, as
+      STS-B scores are) -> ``"regression"``.
 
-    Records without a label (None) are ignored; if none has one, or the labels mix these kinds, a
-    DataError names the lines that disagree.
+    Labels that do not agree are an error naming a line of each kind: names next to numbers (``"pos"`` beside
+    ``"1"``, a JSON string beside a JSON number), and fractions next to integers (``"0.5"`` beside ``"1"``: scores,
+    or classes with a typo?), which the caller settles by asking for a kind (``--problem-type``). Records without
+    a label (None) are ignored; if none has one, that is an error too.
     """
     labelled = [r for r in records if r.label is not None]
     if not labelled:
@@ -630,14 +708,26 @@ def infer_label_kind(records: Sequence[Record], *, regression: bool = False) -> 
         if regression:
             raise error("regression was asked for, but the labels are lists (multi-label)", lists[0])
         return "multilabel"
-    fractional = next((r for r in labelled if (v := _as_number(r.label)) is not None and not v.is_integer()), None)
-    if regression or fractional is not None:
+    if regression:
         bad = next((r for r in labelled if _as_number(r.label) is None), None)
         if bad is not None:
-            why = ("regression was asked for" if regression else
-                   f"the label on line {fractional.line} ({fractional.label!r}) is a fractional number, which makes "
-                   "this regression")
-            raise error(f"label {bad.label!r} is not a finite number, but {why}", bad)
+            raise error(f"label {bad.label!r} is not a finite number, but regression was asked for", bad)
+        return "regression"
+    first: dict[str, Record] = {}
+    for record in labelled:
+        first.setdefault(_label_form(record.label), record)
+    numbers = [first[form] for form in ("whole", "decimal", "fraction") if form in first]
+    if "name" in first and numbers:
+        name, number = first["name"], numbers[0]
+        raise error(f"the labels mix names and numbers: line {name.line} has the name {name.label!r}, line "
+                    f"{number.line} the number {number.label!r}; give every record the same kind of label, or pass "
+                    "--problem-type classification to read them all as class names", name)
+    if "fraction" in first:
+        if "whole" in first:
+            whole, fraction = first["whole"], first["fraction"]
+            raise error(f"the labels mix whole numbers and fractions: line {whole.line} has {whole.label!r} (a class?), "
+                        f"line {fraction.line} has {fraction.label!r} (a score?); say which with --problem-type "
+                        "classification or --problem-type regression", fraction)
         return "regression"
     return "classification"
 
@@ -854,7 +944,7 @@ def read_multiple_choice(path: str | os.PathLike, *, context_column: str = "cont
     make a ``context`` column or pass ``context_column="sent1"``.
     """
     path = Path(path)
-    table = _read_rows(path, "read_multiple_choice", quoting)
+    table = _read_rows(path, quoting)
     table.require_columns([context_column] + ([label_column] if require_label else []))
 
     def endings_of(names: Sequence[str], row: _Row | None) -> list[str]:

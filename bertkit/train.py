@@ -4,6 +4,7 @@ Read `fit` top to bottom: setup -> optimizer (decay on matrices only) -> loop (l
 gradient accumulation, clipping, logging, evaluation, best checkpoint, early stopping, resume
 checkpoint). The same code runs on one CPU, one GPU, or many processes under `torchrun`
 (DistributedDataParallel, or FSDP to shard a large model: see parallel.py; only rank 0 writes files).
+Where a run writes, what checkpoint-last records and what a resumed run must match: see rundir.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,15 +25,14 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from . import checkpoint, parallel
+from . import checkpoint, parallel, rundir
 from .batching import Feature, collate, feature_length, label_units, length_grouped_batches, shard
 from .files import atomic_directory
 from .pretrained import PreTrainedModel
+from .rundir import CHECKPOINT_DIR, RUN_FILE, STATE_FILE, prepare_output_dir  # noqa: F401  (tasks import them here)
 
 logger = logging.getLogger("bertkit")
 
-STATE_FILE = "trainer_state.pt"
-CHECKPOINT_DIR = "checkpoint-last"  # the resume point, refreshed at every evaluation
 METRICS_FILE = "metrics.jsonl"
 
 Evaluate = Callable[[PreTrainedModel], dict[str, float]]
@@ -62,10 +61,12 @@ class TrainArgs:
     gradient_checkpointing: bool = False  # trade compute for activation memory
     fsdp: bool = False  # under torchrun, shard parameters, gradients and optimizer state across processes
     log_every: int = 10  # optimizer steps between metrics.jsonl lines
-    resume: bool = False  # continue from output_dir/checkpoint-last
-    overwrite: bool = False  # allow an existing, non-empty output_dir (its contents are replaced)
+    resume: bool = False  # continue from output_dir/checkpoint-last (or output_dir/new-run/checkpoint-last)
+    resume_changed: bool = False  # resume even where the settings differ from the checkpoint's (the change is recorded)
+    overwrite: bool = False  # allow an existing, non-empty output_dir (its contents are replaced once the run finishes)
     progress: bool = True  # show a progress bar
-    extra: dict[str, Any] = field(default_factory=dict)  # task settings recorded with the run
+    extra: dict[str, Any] = field(default_factory=dict)  # inputs (by hash) and task settings, recorded in run.json
+    run_dir: Path | None = None  # where the run writes: output_dir, or output_dir/new-run (see prepare_output_dir)
 
 
 @dataclass
@@ -96,25 +97,6 @@ def distributed_context() -> tuple[int, int, torch.device]:
     else:
         device = torch.device("cpu")
     return rank, world_size, device
-
-
-def prepare_output_dir(args: TrainArgs, is_main: bool | None = None) -> None:
-    """Refuse to clobber a user's directory; check a resume point exists. Runs before any training.
-    Only the main process (rank 0 under torchrun, the default) creates or clears the directory."""
-    if is_main is None:
-        is_main = int(os.environ.get("RANK", "0")) == 0
-    out = Path(args.output_dir)
-    if args.resume:
-        if not (out / CHECKPOINT_DIR / STATE_FILE).is_file():
-            raise FileNotFoundError(f"{out / CHECKPOINT_DIR}: nothing to resume from (no {STATE_FILE})")
-        return
-    if out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it or --resume to continue")
-        if is_main:
-            shutil.rmtree(out)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
 
 
 def warn_no_eval_data() -> None:
@@ -197,18 +179,20 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def save_training_state(out: Path, model: PreTrainedModel, weights: dict[str, torch.Tensor] | None, tokenizer: Any,
                         optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
-                        progress: dict[str, Any], is_main: bool) -> None:
+                        progress: dict[str, Any], is_main: bool, record: dict[str, Any] | None = None) -> None:
     """checkpoint-last/: the model plus everything needed to continue exactly, swapped in atomically.
     `weights`: `parallel.model_state(model)`. Every rank calls it (the optimizer state of a sharded model
-    is gathered); rank 0 writes."""
+    is gathered); rank 0 writes. `record`: the run's settings and progress, written as run.json."""
     optimizer_state = parallel.optimizer_state(model, optimizer)
     if not is_main:
         return
-    with atomic_directory(out / CHECKPOINT_DIR) as staging:
+    with atomic_directory(out / CHECKPOINT_DIR, keep_old=lambda name: False) as staging:
         model.save_pretrained(staging / "model", tokenizer=tokenizer, state_dict=weights)
         state = {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                  "scaler": scaler.state_dict(), "rng": _rng_state(), "progress": progress}
         torch.save(state, staging / STATE_FILE)
+        if record is not None:
+            (staging / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def load_training_state(out: Path) -> dict[str, Any]:
@@ -230,14 +214,22 @@ def fit(
     """Train `model` on `train_features`; keep the best model by `args.metric` in `args.output_dir`.
 
     `collate_fn` turns a list of features into the keyword arguments of `model(...)`, `labels` (or
-    another target) included; the model's output must carry `.loss`.
+    another target) included; the model's output must carry `.loss`. The run writes into `args.run_dir`
+    (see `prepare_output_dir`); a run replacing the output's contents puts them in place once it finishes.
     """
     rank, world_size, device = distributed_context()
     is_main = rank == 0
     out = Path(args.output_dir)
+    run_dir = rundir.sync_run_dir(args, world_size)
+    changes: list[rundir.Difference] = []
     if args.resume:
-        state = load_training_state(out)
-        checkpoint.load_weights(model, checkpoint.read_state_dict(out / CHECKPOINT_DIR / "model"), str(out / CHECKPOINT_DIR))
+        if is_main:  # prepare_output_dir checked them already; a direct caller of fit is checked here
+            changes = rundir.resume_differences(run_dir, args, world_size) or []
+            if changes and not args.resume_changed:
+                rundir.check_resume(run_dir, args, world_size)  # raises, naming the differences
+        state = load_training_state(run_dir)
+        checkpoint.load_weights(model, checkpoint.read_state_dict(run_dir / CHECKPOINT_DIR / "model"),
+                                str(run_dir / CHECKPOINT_DIR))
     model.to(device)
     model.config.gradient_checkpointing = args.gradient_checkpointing
     if args.fsdp and world_size == 1:
@@ -256,23 +248,42 @@ def fit(
     scaler = parallel.grad_scaler(model, device, enabled=use_scaler)
 
     progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "evals_without_gain": 0,
-                "best_metrics": {}}
+                "best_metrics": {}, "total_steps": total_steps, "batches_per_epoch": batches_per_epoch}
+    history: list[dict[str, Any]] = []  # changes accepted on resuming (resume_changed), kept in run.json
+    stopped_early = False
     if args.resume:
         parallel.load_optimizer_state(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
+        planned_lr = optimizer.param_groups[0]["lr"]  # where the checkpoint's schedule had the rate
         progress = state["progress"]
         _set_rng_state(state["rng"])
+        _apply_rate_settings(optimizer, scheduler, args, total_steps)
+        _continue_position(progress, batches_per_epoch, args.grad_accum)
+        if is_main:
+            _say_what_the_schedule_does(run_dir, progress, total_steps, planned_lr, optimizer.param_groups[0]["lr"],
+                                        args)
+            history = (rundir.read_record(run_dir) or {}).get("changes", [])
+            if changes:
+                history.append({"step": progress["step"], "changes": {
+                    rundir.flag(d.setting): {"checkpoint": d.saved, "now": d.now} for d in changes}})
+                logger.warning("%s: resuming at step %d with changed settings (--resume-changed):\n%s", run_dir,
+                               progress["step"], "\n".join(f"  {d.describe()}" for d in changes))
+        progress.update(total_steps=total_steps, batches_per_epoch=batches_per_epoch)
+        stopped_early = args.patience > 0 and progress["evals_without_gain"] >= args.patience
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
         if args.resume:  # drop lines of steps after the resume point: they are about to be redone
-            _truncate_metrics(out / METRICS_FILE, progress["step"])
-    metrics_log = open(out / METRICS_FILE, "a", encoding="utf-8") if is_main else None
+            _truncate_metrics(run_dir / METRICS_FILE, progress["step"])
+    metrics_log = open(run_dir / METRICS_FILE, "a", encoding="utf-8") if is_main else None
 
     def log(record: dict[str, Any]) -> None:
         if metrics_log is not None:
             metrics_log.write(json.dumps(record) + "\n")
             metrics_log.flush()
+
+    if changes:
+        log({"step": progress["step"], "resumed_with_changes": history[-1]["changes"]})
 
     def run_evaluation() -> bool:
         """Evaluate, keep the best model, write the resume point; True means stop early."""
@@ -288,21 +299,28 @@ def fit(
         if improved:
             progress.update(best=value, evals_without_gain=0, best_metrics=metrics)
             if is_main:
-                model.save_pretrained(out, tokenizer=tokenizer, state_dict=weights)  # keeps metrics.jsonl, checkpoint-last/
+                model.save_pretrained(run_dir, tokenizer=tokenizer, state_dict=weights)  # keeps metrics.jsonl, checkpoint-last/
         else:
             progress["evals_without_gain"] += 1
-        save_training_state(out, model, weights, tokenizer, optimizer, scheduler, scaler, dict(progress), is_main)
+        stop = args.patience > 0 and progress["evals_without_gain"] >= args.patience
+        record = {"settings": rundir.run_settings(args, world_size), "changes": history,
+                  "progress": {"step": progress["step"], "total_steps": total_steps,
+                               "finished": stop or progress["step"] >= total_steps}}
+        # The training-loss window since the last log line goes too, so a resumed run logs the same losses.
+        saved = {**progress, "window_loss": [window["loss_sum"], window["units"]]}
+        save_training_state(run_dir, model, weights, tokenizer, optimizer, scheduler, scaler, saved, is_main, record)
         if is_main and args.progress:
             tqdm.write(file=sys.stderr, s=f"step {progress['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        return args.patience > 0 and progress["evals_without_gain"] >= args.patience
+        return stop
 
     if not args.resume:
         seed_everything(args.seed)  # shuffling and dropout; resume restores the generators instead
     model.train()
     bar = tqdm(total=total_steps, initial=progress["step"], desc="train", unit="step",
                disable=not (args.progress and is_main), dynamic_ncols=True)
-    started, stopped_early = time.time(), False
-    window = {"examples": 0, "tokens": 0, "loss_sum": 0.0, "units": 0, "start": time.time()}  # since the last log
+    started = time.time()
+    loss_sum, units = progress.pop("window_loss", [0.0, 0])
+    window = {"examples": 0, "tokens": 0, "loss_sum": loss_sum, "units": units, "start": time.time()}  # since the last log
     while progress["step"] < total_steps and not stopped_early:
         epoch = progress["epoch"]
         if hasattr(train_features, "set_epoch"):  # e.g. fresh MLM masks every epoch
@@ -360,8 +378,49 @@ def fit(
     bar.close()
     if metrics_log is not None:
         metrics_log.close()
-        plot_curves(out / METRICS_FILE, out / "curves.png")
+        plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png")
+        if run_dir != out:  # a run replacing the output's contents has finished: they are replaced now
+            rundir.replace_output(out, run_dir)
     return TrainResult(progress["best_metrics"], progress["step"], time.time() - started, stopped_early)
+
+
+def _apply_rate_settings(optimizer: torch.optim.Optimizer, scheduler: Any, args: TrainArgs, total_steps: int) -> None:
+    """After loading a resume point: the command's peak rate, decay and schedule at the step reached (the values
+    the checkpoint restored, unless resume_changed accepted others or the run was extended)."""
+    factor = lr_lambda(total_steps, int(args.warmup_ratio * total_steps), args.schedule)  # the scheduler's own
+    scheduler.base_lrs = [args.lr] * len(optimizer.param_groups)
+    for group, decay in zip(optimizer.param_groups, (args.weight_decay, 0.0)):  # parameter_groups' order
+        group.update(initial_lr=args.lr, weight_decay=decay, lr=args.lr * factor(scheduler.last_epoch))
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def _continue_position(progress: dict[str, Any], batches_per_epoch: int, grad_accum: int) -> None:
+    """Carry the place in the epoch over as a share of it when the batches changed (resume_changed)."""
+    planned = progress.get("batches_per_epoch", batches_per_epoch)
+    done = round(progress["batch_in_epoch"] * batches_per_epoch / planned) if planned else 0
+    progress["batch_in_epoch"] = done // grad_accum * grad_accum
+
+
+def _say_what_the_schedule_does(run_dir: Path, progress: dict[str, Any], total_steps: int, planned_lr: float,
+                                lr: float, args: TrainArgs) -> None:
+    """A resumed run whose length changed (--epochs, --steps) or that has nothing left to do says so."""
+    step, planned = progress["step"], progress.get("total_steps")
+    where = run_dir / CHECKPOINT_DIR
+    if args.patience > 0 and progress["evals_without_gain"] >= args.patience:
+        logger.warning("%s: the run stopped early at step %d (%d evaluations without gain, --patience %d): nothing to "
+                       "train", where, step, progress["evals_without_gain"], args.patience)
+    elif step >= total_steps and planned in (None, total_steps):
+        logger.warning("%s: the run finished at step %d of %d: nothing to train; raise --epochs (or --steps) to "
+                       "extend it", where, step, total_steps)
+    elif step >= total_steps:
+        logger.warning("%s: the run is at step %d, past the %d steps this command plans (it planned %d): nothing to "
+                       "train", where, step, total_steps, planned)
+    elif planned is not None and planned != total_steps:
+        decay = "" if args.schedule == "constant" else f", then decays to 0 at step {total_steps}"
+        logger.warning("%s: resuming at step %d with %d steps planned instead of %d: the %s schedule is laid out anew "
+                       "over %d steps, so the learning rate goes from %.3g (where the old plan had it) to %.3g at step "
+                       "%d%s", where, step, total_steps, planned, args.schedule, total_steps, planned_lr, lr, step,
+                       decay)
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:

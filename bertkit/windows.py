@@ -9,6 +9,12 @@ token that several windows contain.
 
 from __future__ import annotations
 
+import logging
+from typing import Sequence, TypeVar
+
+logger = logging.getLogger("bertkit")
+
+T = TypeVar("T")
 Span = tuple[int, int]  # [start, end) in content-token positions
 
 
@@ -46,3 +52,30 @@ def most_central_window(spans: list[Span], length: int) -> list[int]:
             index += 1
         owner.append(best)
     return owner
+
+
+MAX_WINDOWS = 16  # training windows kept per long text by default: one long document cannot swamp the rest
+
+
+def spread(count: int, limit: int) -> list[int]:
+    """Indices of `limit` of `count` windows, spread evenly from the first to the last (all when `limit` is 0 or
+    not below `count`)."""
+    if limit <= 0 or count <= limit:
+        return list(range(count))
+    if limit == 1:
+        return [0]
+    return [round(i * (count - 1) / (limit - 1)) for i in range(limit)]
+
+
+def cap_windows(groups: Sequence[Sequence[T]], limit: int, source: str, what: str, lines: Sequence[int]) -> list[list[T]]:
+    """Each group (one text's training windows) cut to at most `limit` windows spread evenly over it (0: no cap),
+    with a warning naming the longest text cut (`lines`: each group's line in `source`)."""
+    kept = [[group[i] for i in spread(len(group), limit)] for group in groups]
+    capped = [i for i, group in enumerate(groups) if len(kept[i]) < len(group)]
+    if capped:
+        longest = max(capped, key=lambda i: len(groups[i]))
+        logger.warning("%s: %d %s made more than %d windows (the longest, on line %d, made %d): training reads %d "
+                       "windows spread evenly over each (--max-windows; 0 keeps every window)", source, len(capped),
+                       what if len(capped) > 1 else what.removesuffix("s"), limit, lines[longest],
+                       len(groups[longest]), limit)
+    return kept

@@ -306,3 +306,36 @@ def test_fill_mask_with_a_roberta_tokenizer_names_its_mask(bpe_dir: Path, capsys
     assert masks[0][0].sequence == tokenizer.decode(ids[:position] + [masks[0][0].token_id] + ids[position + 1:])
     assert main(["fill-mask", str(bpe_dir), "no mask here"]) == 2
     assert "no <mask> token in 'no mask here'; write <mask> where" in capsys.readouterr().err
+
+
+def test_similarity_refuses_empty_texts(tiny_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(["similarity", str(tiny_dir), "good film", "", "bad"]) == 2  # before: scored '' against the others
+    assert "bertkit similarity: error: text 2 of the arguments is empty" in capsys.readouterr().err
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("good film\n\nbad film\n")
+    assert main(["similarity", str(tiny_dir), "--input", str(corpus), "--query", "good"]) == 2
+    assert f"{corpus}, line 2: empty text" in capsys.readouterr().err
+    assert main(["similarity", str(tiny_dir), "--input", str(corpus), "--query", " "]) == 2
+    assert "--query is empty" in capsys.readouterr().err
+    corpus.write_text("")
+    assert main(["similarity", str(tiny_dir), "--input", str(corpus), "--query", "good"]) == 2
+    assert f"{corpus}: the file is empty" in capsys.readouterr().err
+
+
+def test_fill_mask_shows_the_other_masks_and_names_a_mask_cut_off(tiny_dir: Path, capsys, caplog) -> None:
+    assert main(["fill-mask", str(tiny_dir), "the [MASK] sat on the [MASK] .", "--top-k", "2", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # before: "the sat sat on the." (the other mask left out)
+    assert [p["sequence"] for p in rows[0]["predictions"]] == [f"the {p['token']} sat on the [MASK]."
+                                                               for p in rows[0]["predictions"]]
+    assert [p["sequence"] for p in rows[1]["predictions"]] == [f"the [MASK] sat on the {p['token']}."
+                                                               for p in rows[1]["predictions"]]
+    # the tiny model reads 64 tokens: the second mask is token 84 of 86 (before: an error from the model's position table)
+    text = "the [MASK] " + "cat " * 80 + "[MASK] ."
+    assert main(["fill-mask", str(tiny_dir), text, "--top-k", "2", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["mask"], len(r["predictions"]), r.get("cut_off")) for r in rows] == [(0, 2, None), (1, 0, True)]
+    assert ("1 of 1 texts have a [MASK] beyond the 64 tokens read (text 1: [MASK] at token 84 of 86): cut off, not "
+            "predicted") in caplog.text
+    assert main(["fill-mask", str(tiny_dir), text]) == 0
+    assert "  cut off: this [MASK] lies beyond the 64 tokens the model reads" in capsys.readouterr().out

@@ -255,3 +255,27 @@ def test_bad_input_raises_before_anything_is_written(tiny_dir: Path, tmp_path: P
     with pytest.raises(ValueError, match="stride 10 must be"):
         ner.finetune(tiny_dir, train, None, args, max_length=12, stride=10)
     assert not out.exists()
+
+
+def test_one_very_long_sentence_cannot_dominate_training(tiny_dir: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    train = write_conll(tmp_path / "train.conll", 20, 0)
+    blocks = train.read_text(encoding="utf-8").split("\n\n")
+    line = sum(block.count("\n") + 2 for block in blocks[:3]) + 1  # the 4th sentence starts here (after 3 blank lines)
+    blocks.insert(3, "".join(f"{w}\t{'B-PER' if i % 50 == 0 else 'O'}\n" for i, w in enumerate(["the"] * 1000)).rstrip())
+    train.write_text("\n\n".join(blocks), encoding="utf-8")
+    seen: dict[str, list] = {}
+
+    def fit(model, features, args, *rest, **kwargs):  # what training would be given
+        seen["features"] = features
+        return TrainResult({}, 0, 0.0, False)
+
+    monkeypatch.setattr(ner, "fit", fit)
+    args = lambda out: TrainArgs(output_dir=out, progress=False)  # noqa: E731
+    the = Tokenizer.from_pretrained(tiny_dir).convert_tokens_to_ids("the")
+    for cap, windows in ((16, 16), (0, 72)):  # 1,000 pieces in windows of 14 sharing none: 72 windows
+        ner.finetune(tiny_dir, train, None, args(tmp_path / str(cap)), max_length=16, stride=0, max_windows=cap)
+        long = [f for f in seen["features"] if set(f["input_ids"][1:-1]) == {the}]
+        assert len(long) == windows
+        assert sum(len(f["input_ids"]) - 2 for f in long) == (1000 if not cap else 15 * 14 + 1000 % 14)  # + the last
+    assert (f"{train}: 1 sentence made more than 16 windows (the longest, on line {line}, made 72): training reads 16 "
+            "windows spread evenly over each (--max-windows; 0 keeps every window)") in caplog.text

@@ -212,10 +212,10 @@ def test_readers_write_nothing(tmp_path):
     ("comma.json", b'[\n {"text": "a", "label": 1},\n]\n',
      "line 3: invalid JSON: Expecting value (column 1) (a trailing comma before ']'?)"),
     ("squad.json", b'{\n "version": "1.1",\n "data": []\n}\n', "line 1: the file holds a single JSON object, not "
-     "records: expected JSON Lines (one object per line) or a JSON array of objects (it looks like SQuAD: use "
-     "read_squad)"),
+     "records: expected JSON Lines (one object per line) or a JSON array of objects (it looks like SQuAD: for question "
+     "answering use `bertkit finetune qa`)"),
     ("broken.json", b'[{"text": "a"]', "line 1: invalid JSON: Expecting ',' delimiter (column 14)"),
-    ("notes.txt", b"text,label\n", "unsupported file type '.txt': read_table reads .csv, .tsv, .jsonl and .json"),
+    ("notes.txt", b"text,label\n", "unsupported file type '.txt': a table is a .csv, .tsv, .jsonl or .json file"),
     ("broken.csv.gz", b"not gzip at all", "cannot decompress this .gz file"),
 ])
 def test_table_errors(tmp_path, name, content, expected):
@@ -253,9 +253,9 @@ def _records(*labels):
     (("0", "1", "1"), "classification"),
     (("1.0", "2.0", "5"), "classification"),  # whole numbers are classes unless regression is asked for
     ((["a"], [], ["a", "b"]), "multilabel"),
-    (("0.5", "3", 4.25), "regression"),
+    (("0.5", "3.25", 4.25), "regression"),
     ((0.0, 1.0, 2.5), "regression"),
-    (("1e-3", "2"), "regression"),
+    (("5.000", "3.800", "1e-3"), "regression"),  # STS-B scores: whole values written as decimals are scores too
     (("pos", None), "classification"),
 ])
 def test_infer_label_kind(labels, kind):
@@ -264,8 +264,8 @@ def test_infer_label_kind(labels, kind):
 
 def test_infer_label_kind_on_request_and_mixtures():
     assert infer_label_kind(_records("1", "2", "5"), regression=True) == "regression"
-    with pytest.raises(DataError, match=re.escape("f.jsonl: line 2: field 'label': label 'good' is not a finite "
-                                                  "number, but the label on line 1 ('0.5') is a fractional number")):
+    with pytest.raises(DataError, match=re.escape("f.jsonl: line 2: field 'label': the labels mix names and numbers: "
+                                                  "line 2 has the name 'good', line 1 the number '0.5'")):
         infer_label_kind(_records("0.5", "good"))
     with pytest.raises(DataError, match=re.escape("f.jsonl: line 1: field 'label': label 'pos' is not a finite number, "
                                                   "but regression was asked for")):
@@ -280,6 +280,65 @@ def test_infer_label_kind_on_request_and_mixtures():
 def test_infer_label_kind_on_a_real_read(tmp_path):
     path = write(tmp_path, "stsb.tsv", "text\ttext_pair\tlabel\na\tb\t5.000\nc\td\t3.800\n")
     assert infer_label_kind(read_table(path)) == "regression"
+
+
+def test_labels_that_mix_names_and_numbers_are_an_error_naming_both(tmp_path):
+    # before: three classes ('0', '1', 'pos') and a run that learnt them, exit 0
+    path = write(tmp_path, "mixed.csv", "text,label\ngood,pos\nbad,0\nfine,1\n")
+    with pytest.raises(DataError) as info:
+        infer_label_kind(read_table(path))
+    assert str(info.value) == (f"{path}: line 2: field 'label': the labels mix names and numbers: line 2 has the name "
+                               "'pos', line 3 the number '0'; give every record the same kind of label, or pass "
+                               "--problem-type classification to read them all as class names")
+    path = write(tmp_path, "mixed.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": "neg"}\n')
+    with pytest.raises(DataError, match=re.escape("mixed.jsonl: line 2: field 'label': the labels mix names and numbers: "
+                                                  "line 2 has the name 'neg', line 1 the number '1'")):
+        infer_label_kind(read_table(path))
+
+
+def test_a_fraction_among_whole_number_labels_does_not_make_a_regression(tmp_path):
+    path = write(tmp_path, "frac.csv", "text,label\na,1\nb,0\nc,1\nd,0.5\n")  # before: regression, silently
+    with pytest.raises(DataError) as info:
+        infer_label_kind(read_table(path))
+    assert str(info.value) == (f"{path}: line 5: field 'label': the labels mix whole numbers and fractions: line 2 has "
+                               "'1' (a class?), line 5 has '0.5' (a score?); say which with --problem-type "
+                               "classification or --problem-type regression")
+    assert infer_label_kind(read_table(path), regression=True) == "regression"  # --problem-type regression
+
+
+def test_a_csv_field_of_a_megabyte_is_read_whole(tmp_path):
+    text = "a long review " * 75_000  # 1.05 MB; the csv module's default cap is 128 KiB
+    path = write(tmp_path, "long.csv", f'text,label\n"{text}",pos\nshort,neg\n')
+    records = read_table(path)  # before: "malformed CSV (field larger than field limit (131072))"
+    assert [r.text for r in records] == [text, "short"] and records[1].line == 3
+    import csv
+    assert csv.field_size_limit() == 131072  # the module-wide setting is left as it was
+
+
+def test_a_tsv_named_csv_is_read_as_tab_separated(tmp_path, caplog):
+    content = "text\tlabel\na good, long film\tpos\nbad\tneg\n"
+    path = write(tmp_path, "tabs.csv", content)  # before: "no column 'text'; the header has 'text\tlabel'"
+    with caplog.at_level(logging.WARNING):
+        records = read_table(path)
+    assert records == read_table(write(tmp_path, "tabs.tsv", content))
+    assert [r.text for r in records] == ["a good, long film", "bad"]
+    assert f"{path}: named .csv, but its first line has tabs and no commas: read as tab-separated" in caplog.text
+
+
+@pytest.mark.parametrize("name, content, where", [
+    ("train.conll", "EU B-ORG\nrejects O\nGerman B-MISC\n\nPeter B-PER\nBlackburn I-PER\n",
+     "unsupported file type '.conll': a table is a .csv, .tsv, .jsonl or .json file, optionally .gz/.bz2/.xz compressed"),
+    ("train.tsv", "EU\tB-ORG\nrejects\tO\n\nPeter\tB-PER\nBlackburn\tI-PER\n",
+     "line 1: no column 'text'; the header has 'EU', 'B-ORG'"),
+])
+def test_conll_given_as_a_table_says_so_without_internal_names(tmp_path, name, content, where):
+    path = write(tmp_path, name, content)
+    message = error(read_table, path)
+    assert message == (f"{where}; this looks like CoNLL (a token and a tag per line, a blank line between "
+                       "sentences): to train a tagger on it, use `bertkit finetune ner`")
+    assert "read_" not in message
+    plain = write(tmp_path, "notes.txt", "just some\nplain text\n")
+    assert "CoNLL" not in error(read_table, plain)
 
 
 # ---------------------------------------------------------------------------------------------

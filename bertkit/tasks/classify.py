@@ -1,8 +1,8 @@
 """Sequence (and sentence-pair) classification and regression: data -> features -> metrics -> predictions.
 
-Labels come from the `label` column: strings are classes (sorted, stored in config.json as
-id2label/label2id), lists are multi-label, and numbers that are not all integers are regression
-targets (or say `problem_type="regression"`).
+Labels come from the `label` column: names and whole numbers are classes (sorted, stored in config.json as
+id2label/label2id), lists are multi-label, and fractional numbers are regression targets (`readers.
+infer_label_kind` has the rules; `problem_type` overrides them). The kind inferred is printed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..infer import forward_batches
 from ..metrics import classification_metrics, multilabel_metrics, regression_metrics
 from ..readers import DataError, Record, infer_label_kind, read_table
 from ..tokenizer import Tokenizer
-from ..windows import window_spans
+from ..windows import MAX_WINDOWS, cap_windows, window_spans
 from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything, warn_no_eval_data
 
 logger = logging.getLogger("bertkit")
@@ -59,6 +59,25 @@ def _is_number(value: Any) -> bool:
     return True
 
 
+def describe_labels(records: Sequence[Record], kind: str, id2label: dict[int, str], source: str | Path,
+                    inferred: bool) -> None:
+    """Refuse a single class; say which kind of task the labels were read as."""
+    if kind == "classification" and len(id2label) < 2:
+        lines = [r.line for r in records]
+        raise DataError(f"every label is {id2label[0]!r} ({len(records)} records, lines {min(lines)}-{max(lines)}): "
+                        "classification needs at least two classes", path=source)
+    if not inferred:
+        return
+    if kind == "regression":
+        scores = [float(r.label) for r in records]
+        what = f"scores from {min(scores):g} to {max(scores):g}: regression"
+    else:
+        names = list(id2label.values())
+        shown = ", ".join(repr(n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
+        what = f"{len(names)} {'labels' if kind == 'multilabel' else 'classes'} ({shown}): {kind}"
+    logger.warning("%s: %s, inferred from the labels (--problem-type sets it)", source, what)
+
+
 def build_labels(records: Sequence[Record], kind: str) -> dict[int, str]:
     """id2label: sorted class names (numbers sorted numerically), or a single "score" for regression."""
     if kind == "regression":
@@ -69,13 +88,15 @@ def build_labels(records: Sequence[Record], kind: str) -> dict[int, str]:
 
 
 def encode(records: Sequence[Record], tokenizer: Tokenizer, max_length: int, label2id: dict[str, int] | None,
-           kind: str, source: str, stride: int | None = None) -> list[Feature]:
+           kind: str, source: str, stride: int | None = None, max_windows: int = 0) -> list[Feature]:
     """Tokenise and attach label ids; unknown labels name their line.
 
     A single text longer than `max_length` becomes several overlapping windows (`stride` shared tokens,
     default max_length // 4), each a feature with the text's label; `feature["example"]` says whose
-    window it is, and predictions average the windows' logits. Pairs (the tokenizer's pair layout, e.g.
-    [CLS] A [SEP] B [SEP]) are cut longest-first instead. Either way the log says how many inputs it concerned.
+    window it is, and predictions average the windows' logits. `max_windows` (training: see
+    `windows.cap_windows`) keeps at most that many per text, spread evenly over it; 0 keeps all. Pairs (the
+    tokenizer's pair layout, e.g. [CLS] A [SEP] B [SEP]) are cut longest-first instead. Either way the log says how
+    many inputs it concerned.
     """
     pairs = [r.text_pair for r in records] if records and records[0].text_pair is not None else None
     texts = [r.text for r in records]
@@ -87,6 +108,8 @@ def encode(records: Sequence[Record], tokenizer: Tokenizer, max_length: int, lab
         pieces = [[row] for row in encoded.rows()]
     else:
         pieces = _windows(tokenizer, texts, max_length, max_length // 4 if stride is None else stride, source)
+        if max_windows:
+            pieces = cap_windows(pieces, max_windows, source, "texts", [r.line for r in records])
     features = []
     for i, record in enumerate(records):
         label = _label_value(record, kind, label2id, source) if record.label is not None and label2id is not None else None
@@ -195,8 +218,9 @@ def evaluate_file(model: BertForSequenceClassification, tokenizer: Tokenizer, da
 
 def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Path | None, args: TrainArgs,
              max_length: int = 128, columns: Columns = Columns(), problem_type: str | None = None,
-             stride: int | None = None) -> TrainResult:
-    """Fine-tune a pretrained encoder on a labelled table; the best model lands in args.output_dir."""
+             stride: int | None = None, max_windows: int = MAX_WINDOWS) -> TrainResult:
+    """Fine-tune a pretrained encoder on a labelled table; the best model lands in args.output_dir.
+    `max_windows`: training windows kept per long text (see `encode`)."""
     # Read and check everything before a model is loaded or a file written.
     train_records = read_table(train_file, text_column=columns.text, pair_column=columns.text_pair,
                                label_column=columns.label)
@@ -204,14 +228,18 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
                               label_column=columns.label) if eval_file else []
     kind = label_kind(train_records, problem_type)
     id2label = build_labels(train_records, kind)
+    describe_labels(train_records, kind, id2label, train_file, inferred=problem_type is None)
     label2id = {name: i for i, name in id2label.items()}
     check_max_length(model_dir, max_length)
     tokenizer = checkpoint.model_tokenizer(model_dir)
     stride = max_length // 4 if stride is None else stride
-    train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file), stride)
+    train_features = encode(train_records, tokenizer, max_length, label2id, kind, str(train_file), stride, max_windows)
     eval_features = (encode(eval_records, tokenizer, max_length, label2id, kind, str(eval_file), stride)
                      if eval_records else [])
-    prepare_output_dir(args)
+    prepare_output_dir(args, inputs={"--model": model_dir, "--train": train_file, "--eval": eval_file},
+                       settings={"task": "classify", "max_length": max_length, "stride": stride,
+                                 "max_windows": max_windows, "problem_type": kind, "text_column": columns.text,
+                                 "pair_column": columns.text_pair, "label_column": columns.label})
 
     seed_everything(args.seed)  # the new classifier's initialisation
     model = BertForSequenceClassification.from_pretrained(

@@ -124,7 +124,8 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     tokenizer = checkpoint.model_tokenizer(model_dir)
     train_features = encode(train_examples, tokenizer, max_length, str(train_file))
     eval_features = encode(eval_examples, tokenizer, max_length, str(eval_file)) if eval_examples else []
-    prepare_output_dir(args)
+    prepare_output_dir(args, inputs={"--model": model_dir, "--train": train_file, "--eval": eval_file},
+                       settings={"task": TASK, "max_length": max_length, "context_column": context_column})
 
     seed_everything(args.seed)  # the new scoring layer's initialisation
     model = BertForMultipleChoice.from_pretrained(model_dir, attn_implementation="sdpa")

@@ -34,7 +34,7 @@ from ..metrics import entity_scores, get_entities
 from ..readers import DataError, Sentence, read_conll
 from ..tokenizer import Layout, Tokenizer
 from ..train import TrainArgs, TrainResult, fit, prepare_output_dir, seed_everything, warn_no_eval_data
-from ..windows import Span, most_central_window, window_spans
+from ..windows import MAX_WINDOWS, Span, cap_windows, most_central_window, window_spans
 
 logger = logging.getLogger("bertkit")
 
@@ -311,9 +311,10 @@ def evaluate_file(model: BertForTokenClassification, tokenizer: Tokenizer, data_
 
 def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Path | None, args: TrainArgs, *,
              max_length: int = 128, stride: int | None = None, label_all_tokens: bool = False,
-             token_column: int = 0, tag_column: int = -1) -> TrainResult:
+             token_column: int = 0, tag_column: int = -1, max_windows: int = MAX_WINDOWS) -> TrainResult:
     """Fine-tune a pretrained encoder to tag the words of a CoNLL file; the best model (by entity F1)
-    lands in args.output_dir with its settings in config.json["bertkit"]."""
+    lands in args.output_dir with its settings in config.json["bertkit"]. A sentence longer than a window
+    trains on at most `max_windows` of its windows, spread evenly over it (0: all; see `windows.cap_windows`)."""
     # Read and check everything before a model is loaded or a file written.
     settings = NerSettings(max_length, stride, label_all_tokens, token_column, tag_column)
     check_window(settings, checkpoint.load_config(model_dir).max_position_embeddings)
@@ -333,8 +334,15 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
         dev, eval_data = train, train_data
     # A window whose pieces are all unlabelled (say, the middle of one very long word) teaches
     # nothing, and a batch of only such windows would make the mean loss 0/0.
-    train_features = [f for f in train_data.features if any(label != NO_LABEL for label in f["labels"])]
-    prepare_output_dir(args)
+    per_sentence, first = [], 0
+    for spans in train_data.spans:
+        per_sentence.append(train_data.features[first:first + len(spans)])
+        first += len(spans)
+    if max_windows:
+        per_sentence = cap_windows(per_sentence, max_windows, str(train_file), "sentences", [s.line for s in train])
+    train_features = [f for windows in per_sentence for f in windows if any(label != NO_LABEL for label in f["labels"])]
+    prepare_output_dir(args, inputs={"--model": model_dir, "--train": train_file, "--eval": eval_file},
+                       settings={**settings.to_config(), "max_windows": max_windows})
 
     seed_everything(args.seed)  # the new classifier's initialisation
     model = BertForTokenClassification.from_pretrained(model_dir, id2label=id2label, attn_implementation="sdpa")

@@ -317,7 +317,8 @@ def finetune(model_dir: str | Path, train_file: str | Path, eval_file: str | Pat
     else:
         warn_no_eval_data()
         eval_examples, eval_features = train_examples, train_features
-    prepare_output_dir(args)
+    prepare_output_dir(args, inputs={"--model": model_dir, "--train": train_file, "--eval": eval_file},
+                       settings=settings.to_config())
 
     seed_everything(args.seed)  # the new qa_outputs layer's initialisation
     model = BertForQuestionAnswering.from_pretrained(model_dir, attn_implementation="sdpa")

@@ -442,7 +442,9 @@ def finetune(
     checkpoint.check_max_length(model_dir, max_length)
     tokenizer = checkpoint.model_tokenizer(model_dir)
     train_features = encode(train_records, tokenizer, settings, train_scores, str(train_file))
-    prepare_output_dir(args)
+    prepare_output_dir(args, inputs={"--model": model_dir, "--train": train_file, "--eval": eval_file},
+                       settings={**settings.to_config(), "text_column": columns.text, "pair_column": columns.text_pair,
+                                 "label_column": columns.label})
 
     seed_everything(args.seed)  # weights the checkpoint lacks, if any, are initialised reproducibly
     model = BiEncoder.from_pretrained(model_dir, settings=settings, attn_implementation="sdpa")
