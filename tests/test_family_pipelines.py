@@ -198,7 +198,8 @@ def test_embed_reads_a_sentence_transformers_directory_of_the_family(family_dir,
 
     _, model_dir = family_dir
     encoder = models.Transformer(str(model_dir), max_seq_length=24)
-    pooling = models.Pooling(encoder.get_word_embedding_dimension(), pooling_mode="cls")
+    width = getattr(encoder, "get_embedding_dimension", None) or encoder.get_word_embedding_dimension  # 6.x renamed it
+    pooling = models.Pooling(width(), pooling_mode="cls")
     st = sentence_transformers.SentenceTransformer(modules=[encoder, pooling, models.Normalize()], device="cpu")
     st.save(str(tmp_path / "st"))
     texts = ["the cat sat on the mat", "a big dog ran away", "not a good film ."]
