@@ -41,7 +41,7 @@ COMPARED = ("batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio", "s
             "max_grad_norm", "seed")
 # Files whose hashes identify a model, tokenizer or prepared-corpus directory (its weights are not read:
 # a resumed run takes its weights from checkpoint-last, but its configuration and vocabulary from the model).
-IDENTIFYING_FILES = ("config.json", "vocab.txt", "tokenizer.json", "manifest.json")
+IDENTIFYING_FILES = ("config.json", "vocab.txt", "tokenizer.json", "vocab.json", "merges.txt", "manifest.json")
 
 InputPath = str | os.PathLike | Sequence[str | os.PathLike] | None
 
