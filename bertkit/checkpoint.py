@@ -208,8 +208,7 @@ def load_weights(model: CheckpointModel, state: dict[str, torch.Tensor], source:
             )
     if assign:
         state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
-    missing = [k for k in expected if k not in state and k not in tied]
-    _refuse_encoder_mismatch(model, missing, [k for k in state if k not in expected], source)
+    _refuse_encoder_mismatch(model.base_model_prefix, [k for k in expected if k not in tied], list(state), source)
     result = model.load_state_dict(state, strict=False, assign=assign)
     report = LoadReport(missing=[k for k in result.missing_keys if k not in tied], unexpected=list(result.unexpected_keys))
     if report.missing:
@@ -226,25 +225,27 @@ def load_weights(model: CheckpointModel, state: dict[str, torch.Tensor], source:
 _LAYER_INDEX = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
 
-def _refuse_encoder_mismatch(model: CheckpointModel, missing: list[str], unexpected: list[str], source: str) -> None:
+def _refuse_encoder_mismatch(prefix: str, model_keys: list[str], file_keys: list[str], source: str) -> None:
     """A file whose encoder is not the one config.json describes (more or fewer layers, a part it lacks or has
     extra) is refused, naming the first differences. Only a task head may be new (initialised, with a warning) or
-    left over (another head's), and the pooler, which bare encoders are often saved without."""
-    prefix = f"{model.base_model_prefix}."
+    left over (another head's), and the pooler, which bare encoders are often saved without. Keys: the model's
+    names (prefixed by `prefix` in a task model), tied aliases left out."""
 
-    def in_encoder(key: str) -> bool:
-        return key.removeprefix(prefix).startswith(("embeddings.", "embeddings_project.", "encoder."))
+    def encoder(keys: list[str]) -> list[str]:
+        return [k for k in keys if k.removeprefix(f"{prefix}.").startswith(("embeddings.", "embeddings_project.",
+                                                                              "encoder."))]
 
-    lacking, extra = [k for k in missing if in_encoder(k)], [k for k in unexpected if in_encoder(k)]
+    ours, theirs = encoder(model_keys), encoder(file_keys)
+    in_ours, in_theirs = set(ours), set(theirs)
+    lacking, extra = [k for k in ours if k not in in_theirs], [k for k in theirs if k not in in_ours]
     if not lacking and not extra:
         return
-    layers = {name: sorted({int(m.group(1)) for k in keys for m in [_LAYER_INDEX.search(k)] if m})
-              for name, keys in (("file", [*extra, *(k for k in model.state_dict() if in_encoder(k) and k not in missing)]),
-                                 ("config", [k for k in model.state_dict() if in_encoder(k)]))}
     depth = ""
-    if layers["file"] and layers["config"] and layers["file"][-1] != layers["config"][-1]:
-        depth = (f"; config.json has num_hidden_layers={layers['config'][-1] + 1}, the weights hold "
-                 f"{layers['file'][-1] + 1} layers")
+    deepest = {name: max((int(m.group(1)) for k in keys for m in [_LAYER_INDEX.search(k)] if m), default=None)
+               for name, keys in (("config", ours), ("file", theirs))}
+    if None not in deepest.values() and deepest["config"] != deepest["file"]:
+        depth = (f"; config.json has num_hidden_layers={deepest['config'] + 1}, the weights hold "
+                 f"{deepest['file'] + 1} layers")
     parts = [f"the weights have {len(extra)} encoder tensors the model lacks ({_abbreviate(extra, 3)})" if extra else "",
              f"the model has {len(lacking)} encoder tensors the weights lack ({_abbreviate(lacking, 3)})" if lacking else ""]
     raise CheckpointError(f"{source}: config.json does not match the weights: {'; '.join(p for p in parts if p)}{depth}")

@@ -96,15 +96,12 @@ class Family:
     # --- weight names ---
 
     def to_bertkit_keys(self, state: Mapping[str, Any], head: str) -> dict[str, Any]:
-        rules = self._compiled(head, reverse=False)
+        rules = self._rule_table[(head, False)]
         return {_rename(key, rules): value for key, value in state.items()}
 
     def to_transformers_keys(self, state: Mapping[str, Any], head: str) -> dict[str, Any]:
-        rules = self._compiled(head, reverse=True)
+        rules = self._rule_table[(head, True)]
         return {_rename(key, rules): value for key, value in state.items()}
-
-    def _compiled(self, head: str, reverse: bool) -> list[tuple[re.Pattern[str], str]]:
-        return self._rule_table[(head, reverse)]
 
     @cached_property
     def _rule_table(self) -> dict[tuple[str, bool], list[tuple[re.Pattern[str], str]]]:
